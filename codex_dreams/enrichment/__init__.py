@@ -1,0 +1,1 @@
+"""Enrichment providers: offline (default), Ollama and OpenAI-compatible."""

@@ -1,0 +1,203 @@
+"""Environment -> one validated settings object.
+
+Variables use the seed's names where it has them (POSTGRES_DB_URL, DUCKDB_PATH, OLLAMA_URL, OLLAMA_MODEL,
+EMBEDDING_MODEL, OLLAMA_TIMEOUT) plus CODEX_* for what is new. An optional `.env` in the working directory
+is read too (real environment variables win). Validation happens once; a bad value raises `SettingsError`
+with one sentence naming the variable. Secrets are `SecretStr` and URLs are shown through `redact_url`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A memory is a short text; anything longer is almost certainly a pasted document, not a memory.
+MAX_MEMORY_CHARS = 20_000
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL with any password replaced by '***' (safe for logs, metadata and errors)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# pydantic field name -> the environment variable a user sets
+_ENV_NAMES = {
+    "codex_home": "CODEX_HOME",
+    "duckdb_path": "DUCKDB_PATH",
+    "dagster_home": "DAGSTER_HOME",
+    "postgres_db_url": "POSTGRES_DB_URL",
+    "llm_provider": "CODEX_LLM_PROVIDER",
+    "ollama_url": "OLLAMA_URL",
+    "ollama_model": "OLLAMA_MODEL",
+    "embedding_model": "EMBEDDING_MODEL",
+    "ollama_timeout": "OLLAMA_TIMEOUT",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+    "openai_model": "OPENAI_MODEL",
+    "openai_embedding_model": "OPENAI_EMBEDDING_MODEL",
+    "max_concurrency": "MAX_CONCURRENCY",
+    "timezone": "CODEX_TIMEZONE",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    codex_home: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("codex-dreams")),
+        validation_alias="CODEX_HOME",
+    )
+    duckdb_path: Path | None = Field(default=None, validation_alias="DUCKDB_PATH")
+    dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+    postgres_db_url: SecretStr | None = Field(default=None, validation_alias="POSTGRES_DB_URL")
+
+    llm_provider: Literal["offline", "ollama", "openai"] = Field(
+        default="offline", validation_alias="CODEX_LLM_PROVIDER"
+    )
+    ollama_url: str = Field(default="http://localhost:11434", validation_alias="OLLAMA_URL")
+    ollama_model: str = Field(default="gpt-oss:20b", validation_alias="OLLAMA_MODEL")
+    embedding_model: str = Field(default="nomic-embed-text", validation_alias="EMBEDDING_MODEL")
+    ollama_timeout: float = Field(default=300.0, gt=0, validation_alias="OLLAMA_TIMEOUT")
+    openai_base_url: str = Field(default="http://localhost:8000/v1", validation_alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_model: str = Field(default="gpt-4o-mini", validation_alias="OPENAI_MODEL")
+    openai_embedding_model: str = Field(
+        default="text-embedding-3-small", validation_alias="OPENAI_EMBEDDING_MODEL"
+    )
+    max_concurrency: int = Field(default=8, ge=1, le=256, validation_alias="MAX_CONCURRENCY")
+    timezone: str = Field(default="UTC", validation_alias="CODEX_TIMEZONE")
+
+    @field_validator("postgres_db_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("postgres_db_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None):
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("postgres", "postgresql"):
+                raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("ollama_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str):
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
+        return value
+
+    # Derived paths: everything the project keeps lives under CODEX_HOME unless overridden.
+    @property
+    def database_path(self) -> Path:
+        return (self.duckdb_path or self.codex_home / "memory.duckdb").expanduser().resolve()
+
+    @property
+    def dagster_home_path(self) -> Path:
+        return (self.dagster_home or self.codex_home / "dagster_home").expanduser().resolve()
+
+    @property
+    def inbox_path(self) -> Path:
+        return self.codex_home.expanduser().resolve() / "inbox.sqlite"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.codex_home.expanduser().resolve() / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.codex_home.expanduser().resolve() / "run"
+
+    @property
+    def extension_dir(self) -> Path:
+        return self.codex_home.expanduser().resolve() / "duckdb_extensions"
+
+    @property
+    def postgres_url_redacted(self) -> str | None:
+        return redact_url(self.postgres_db_url.get_secret_value()) if self.postgres_db_url else None
+
+    def ensure_dirs(self) -> None:
+        for path in (self.codex_home.expanduser(), self.database_path.parent, self.dagster_home_path,
+                     self.logs_dir, self.run_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> dict:
+        """Settings safe to print: secrets redacted."""
+        return {
+            "CODEX_HOME": str(self.codex_home.expanduser().resolve()),
+            "DUCKDB_PATH": str(self.database_path),
+            "DAGSTER_HOME": str(self.dagster_home_path),
+            "POSTGRES_DB_URL": self.postgres_url_redacted,
+            "CODEX_LLM_PROVIDER": self.llm_provider,
+            "OLLAMA_URL": self.ollama_url,
+            "OLLAMA_MODEL": self.ollama_model,
+            "EMBEDDING_MODEL": self.embedding_model,
+            "OLLAMA_TIMEOUT": self.ollama_timeout,
+            "OPENAI_BASE_URL": self.openai_base_url,
+            "OPENAI_API_KEY": "***" if self.openai_api_key else None,
+            "MAX_CONCURRENCY": self.max_concurrency,
+            "CODEX_TIMEZONE": self.timezone,
+        }
+
+
+def _explain(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = first.get("loc", ("?",))[0]
+    name = _ENV_NAMES.get(str(loc), str(loc))
+    value = first.get("input")
+    shown = "" if name in ("POSTGRES_DB_URL", "OPENAI_API_KEY") else f" (got {value!r})"
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
+    return f"Invalid setting {name}: {message}{shown}."
+
+
+def load_settings(**overrides) -> Settings:
+    """Read and validate the settings; raise SettingsError with one clear sentence on a bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_explain(error)) from None
+
+
+@lru_cache(maxsize=8)
+def _cached(env_key: tuple) -> Settings:
+    return load_settings()
+
+
+def get_settings() -> Settings:
+    """Settings for the current environment (re-read when a relevant variable changes, e.g. in tests)."""
+    env_key = tuple(os.environ.get(name) for name in _ENV_NAMES.values())
+    return _cached(env_key)

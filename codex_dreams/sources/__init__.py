@@ -1,0 +1,1 @@
+"""Where memories come from: the inbox, file importers and the PostgreSQL source."""

@@ -1,0 +1,181 @@
+"""Reading memory files: JSON Lines, CSV and LoCoMo conversations.
+
+Each reader yields `ParsedLine(line, record, error)`: a record, or the reason that line was refused, so the
+caller can keep the valid lines (default) or refuse the whole file (`--strict`).
+
+- jsonl: one object per line: `content` (or `text`), optional `created_at` (or `at`/`timestamp`),
+  `updated_at`, `metadata` (object), `id`.
+- csv: a header row with `content` and optional `created_at`, `updated_at`, `metadata` (JSON text), `id`.
+- locomo: the LoCoMo benchmark JSON: one memory per dialogue turn; `created_at` is the session's date plus
+  `LOCOMO_TURN_SECONDS` per turn; metadata keeps sample_id, session, dia_id and speaker.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterator
+
+from codex_dreams.sources.records import InvalidMemory, MemoryRecord, make_record, memory_id_for
+
+FORMATS = ("auto", "jsonl", "csv", "locomo")
+# Turns of a conversation are a few seconds apart; 10 s puts about three turns in one attention window.
+LOCOMO_TURN_SECONDS = 10
+
+
+class ImportFormatError(ValueError):
+    """The file as a whole cannot be read in the requested format."""
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    line: int
+    record: MemoryRecord | None = None
+    error: str | None = None
+
+
+def detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix == ".json":
+        with path.open("rb") as handle:
+            head = handle.read(4096).lstrip()
+        if head.startswith(b"["):
+            return "locomo"
+        return "jsonl"
+    raise ImportFormatError(
+        f"cannot tell the format of {path.name} from its extension; pass --format jsonl, csv or locomo"
+    )
+
+
+def _record_from_mapping(obj, source: str, path: Path) -> MemoryRecord:
+    if not isinstance(obj, dict):
+        raise InvalidMemory("expected a JSON object")
+    content = obj.get("content", obj.get("text"))
+    if content is None:
+        raise InvalidMemory("missing 'content'")
+    at = obj.get("created_at", obj.get("at", obj.get("timestamp")))
+    memory_id = obj.get("id")
+    if at in (None, "") and memory_id in (None, "") and isinstance(content, str):
+        # An undated line takes the import time; its id comes from the file and text instead, so
+        # importing the same file again does not duplicate it.
+        memory_id = memory_id_for(f"{path.resolve()}\x1f{content.strip()}", datetime(1970, 1, 1))
+    return make_record(content, at=at, metadata=obj.get("metadata"), source=source,
+                       memory_id=memory_id, updated_at=obj.get("updated_at"))
+
+
+def read_jsonl(path: Path) -> Iterator[ParsedLine]:
+    with path.open("r", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield ParsedLine(number, error=f"not valid JSON ({error.msg})")
+                continue
+            try:
+                yield ParsedLine(number, record=_record_from_mapping(obj, "import:jsonl", path))
+            except InvalidMemory as error:
+                yield ParsedLine(number, error=str(error))
+
+
+def read_csv(path: Path) -> Iterator[ParsedLine]:
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+        reader = csv.DictReader(handle, dialect=dialect)
+        if not reader.fieldnames or "content" not in reader.fieldnames:
+            raise ImportFormatError(f"{path.name} has no 'content' column in its header row")
+        for row in reader:
+            number = reader.line_num
+            if None in row:
+                yield ParsedLine(number, error="more fields than the header names")
+                continue
+            try:
+                yield ParsedLine(number, record=_record_from_mapping(row, "import:csv", path))
+            except InvalidMemory as error:
+                yield ParsedLine(number, error=str(error))
+
+
+_LOCOMO_DATE = re.compile(r"^\s*(\d{1,2}:\d{2}\s*[ap]m)\s+on\s+(\d{1,2}\s+\w+,?\s+\d{4})\s*$", re.IGNORECASE)
+
+
+def parse_locomo_date(text: str) -> datetime:
+    """'1:56 pm on 8 May, 2023' -> datetime(2023, 5, 8, 13, 56)."""
+    match = _LOCOMO_DATE.match(text or "")
+    if not match:
+        raise InvalidMemory(f"session date {text!r} is not like '1:56 pm on 8 May, 2023'")
+    clock, day = match.groups()
+    return datetime.strptime(f"{clock.replace(' ', '').upper()} {day.replace(',', '')}", "%I:%M%p %d %B %Y")
+
+
+def read_locomo(path: Path) -> Iterator[ParsedLine]:
+    """One memory per dialogue turn. `line` counts turns in file order (1-based)."""
+    try:
+        samples = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ImportFormatError(f"{path.name} is not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(samples, list):
+        raise ImportFormatError(f"{path.name} is not a LoCoMo file (expected a JSON list of conversations)")
+    number = 0
+    for sample in samples:
+        conversation = sample.get("conversation") if isinstance(sample, dict) else None
+        if not isinstance(conversation, dict):
+            number += 1
+            yield ParsedLine(number, error="item has no 'conversation' object")
+            continue
+        sample_id = sample.get("sample_id")
+        sessions = sorted(
+            (key for key, value in conversation.items()
+             if re.fullmatch(r"session_\d+", key) and isinstance(value, list)),
+            key=lambda key: int(key.split("_")[1]),
+        )
+        for session_key in sessions:
+            session_no = int(session_key.split("_")[1])
+            try:
+                start = parse_locomo_date(conversation.get(f"{session_key}_date_time", ""))
+                session_error = None
+            except InvalidMemory as error:
+                start, session_error = None, str(error)
+            for turn_index, turn in enumerate(conversation[session_key]):
+                number += 1
+                if session_error:
+                    yield ParsedLine(number, error=session_error)
+                    continue
+                if not isinstance(turn, dict):
+                    yield ParsedLine(number, error="turn is not an object")
+                    continue
+                text = turn.get("text", "")
+                if turn.get("blip_caption") and isinstance(text, str):
+                    text = f"{text} [shares an image: {turn['blip_caption']}]".strip()
+                metadata = {"sample_id": sample_id, "session": session_no, "dia_id": turn.get("dia_id"),
+                            "speaker": turn.get("speaker")}
+                try:
+                    record = make_record(
+                        text, at=start + timedelta(seconds=LOCOMO_TURN_SECONDS * turn_index),
+                        metadata=metadata, source="import:locomo",
+                    )
+                    yield ParsedLine(number, record=record)
+                except InvalidMemory as error:
+                    yield ParsedLine(number, error=str(error))
+
+
+READERS = {"jsonl": read_jsonl, "csv": read_csv, "locomo": read_locomo}
+
+
+def read_file(path: Path, fmt: str = "auto") -> tuple[str, Iterator[ParsedLine]]:
+    if fmt not in FORMATS:
+        raise ImportFormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not path.exists():
+        raise ImportFormatError(f"{path} does not exist")
+    if not path.is_file():
+        raise ImportFormatError(f"{path} is not a file")
+    resolved = detect_format(path) if fmt == "auto" else fmt
+    return resolved, READERS[resolved](path)
