@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
+# `make demo` and `make dev` keep their state in the repository (.codex/, ignored by git) so the demo never
+# mixes with a personal memory store; set CODEX_HOME to use another one.
+CODEX_HOME ?= $(CURDIR)/.codex
 
 .PHONY: install demo dev test bench clean
 
@@ -19,10 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/codex demo
+	CODEX_HOME="$(CODEX_HOME)" $(BIN)/codex demo
 
 dev: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/codex dev --host $(HOST) --port $(PORT)
+	CODEX_HOME="$(CODEX_HOME)" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/codex dev --host $(HOST) --port $(PORT)
 
 test: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)

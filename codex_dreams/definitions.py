@@ -1,17 +1,48 @@
-"""Assembles the Definitions: stage assets (dbt + Python), checks, jobs, schedules, sensors, resources."""
+"""Assembles the Definitions: stage assets (dbt + Python), checks, jobs, schedules, sensors, resources.
 
-from __future__ import annotations
+Each stage module exposes `assets` and `asset_checks`; `codex_dreams.jobs` the rhythm jobs;
+`codex_dreams.automation` the schedules and sensors. Nothing here opens the store.
+"""
 
 import dagster as dg
 
+from codex_dreams import automation, jobs
 from codex_dreams.dbt import build_dbt_assets
 from codex_dreams.resources import build_resources
-from codex_dreams.stages import sensory_input
+from codex_dreams.stages import (
+    consolidation,
+    long_term_memory,
+    sensory_input,
+    short_term_memory,
+    working_memory,
+)
+
+STAGE_MODULES = (working_memory, short_term_memory, consolidation, long_term_memory)
+
+
+def _enrichment_assets() -> list:
+    try:
+        from codex_dreams.enrichment.asset import memory_enrichment
+    except ImportError:  # the enrichment package is optional while it is being built
+        return []
+    return [memory_enrichment]
 
 
 def build_definitions() -> dg.Definitions:
+    assets = [sensory_input.raw_memories, *_enrichment_assets(), build_dbt_assets()]
+    checks = []
+    for module in STAGE_MODULES:
+        assets.extend(module.assets)
+        checks.extend(module.asset_checks)
+    job_names = {job.name for job in jobs.jobs}
+    # Rhythms need their jobs; while the stage jobs are being built only the complete set is wired.
+    schedules, sensors = (automation.build_rhythms(job_names) if "full_cycle_job" in job_names else ([], []))
     return dg.Definitions(
-        assets=[sensory_input.raw_memories, build_dbt_assets()],
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs.jobs,
+        schedules=schedules,
+        sensors=sensors,
         resources=build_resources(),
     )
 

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
         default="text-embedding-3-small", validation_alias="OPENAI_EMBEDDING_MODEL"
     )
     max_concurrency: int = Field(default=8, ge=1, le=256, validation_alias="MAX_CONCURRENCY")
-    timezone: str = Field(default="UTC", validation_alias="CODEX_TIMEZONE")
+    # None: the timezone of the rhythm catalogue (schedules/rhythms.yaml, UTC by default)
+    timezone: str | None = Field(default=None, validation_alias="CODEX_TIMEZONE")
 
     @field_validator("postgres_db_url", mode="before")
     @classmethod
@@ -112,9 +113,11 @@ class Settings(BaseSettings):
 
     @field_validator("timezone")
     @classmethod
-    def _known_timezone(cls, value: str):
+    def _known_timezone(cls, value: str | None):
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        if value is None or not value.strip():
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):

@@ -190,5 +190,170 @@ def config(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
             console.print(f"{key}={'' if value is None else value}", highlight=False)
 
 
+CONSOLIDATION_JOBS = {
+    "working": "working_memory_job",
+    "short_term": "short_term_memory_job",
+    "hippocampal": "hippocampal_consolidation_job",
+    "deep_sleep": "deep_sleep_job",
+    "rem_sleep": "rem_sleep_job",
+    "homeostasis": "homeostasis_job",
+    "all": "full_cycle_job",
+}
+
+
+@app.command()
+@handle_errors
+def consolidate(
+    cycle: str = typer.Option("all", "--type", help=f"One of: {', '.join(CONSOLIDATION_JOBS)}."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+):
+    """Run a rhythm's job now, recorded in the Dagster instance (it appears in the UI).
+
+    When `codex daemon` is running, the run is queued there (so it never overlaps another run on the store);
+    otherwise it runs in this process.
+    """
+    from codex_dreams.consolidate import run_consolidation
+
+    if cycle not in CONSOLIDATION_JOBS:
+        _fail(f"unknown --type {cycle!r}; choose one of {', '.join(CONSOLIDATION_JOBS)}", EXIT_BAD_INPUT)
+    settings = get_settings()
+    job_name = CONSOLIDATION_JOBS[cycle]
+    with console.status(f"Running {job_name} ...", spinner="dots") as status:
+        summary = run_consolidation(settings, job_name,
+                                    on_progress=None if as_json else lambda text: status.update(text))
+    if as_json:
+        _print_json(summary)
+    else:
+        for step in summary["steps"]:
+            mark = "[green]ok[/]" if step["status"] == "SUCCESS" else f"[red]{step['status'].lower()}[/]"
+            console.print(f"  {mark} {step['name']} ({step['seconds']:.1f} s)", highlight=False)
+        console.print(f"{job_name} {summary['status']} in {summary['seconds']:.1f} s "
+                      f"(run {summary['run_id']}, {summary['where']}).", highlight=False)
+        for failure in summary["failures"]:
+            err_console.print(f"[red]failed[/] {failure}", highlight=False)
+    if summary["status"] != "SUCCESS":
+        raise typer.Exit(EXIT_FAILURE)
+
+
+daemon_app = typer.Typer(help="Run the Dagster webserver and daemon in the background (schedules and sensors on).",
+                         no_args_is_help=True)
+app.add_typer(daemon_app, name="daemon")
+
+
+def _service_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from codex_dreams.service import ServiceError
+
+        try:
+            return fn(*args, **kwargs)
+        except ServiceError as error:
+            _fail(str(error), EXIT_FAILURE)
+        except ValueError as error:
+            _fail(str(error), EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+@daemon_app.command("start")
+@handle_errors
+@_service_errors
+def daemon_start(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface for the web UI."),
+    port: int = typer.Option(3000, "--port", help="Port for the web UI."),
+):
+    """Start the webserver and the daemon (returns once the UI answers)."""
+    from codex_dreams import service
+
+    settings = get_settings()
+    with console.status("Starting Dagster webserver and daemon ..."):
+        infos = service.start(settings, host=host, port=port)
+    for info in infos:
+        console.print(f"{info.name}: pid {info.pid}, log {info.log}", highlight=False)
+    console.print(f"UI on http://{host}:{port}", highlight=False)
+
+
+@daemon_app.command("stop")
+@handle_errors
+@_service_errors
+def daemon_stop():
+    """Stop exactly the processes `codex daemon start` started."""
+    from codex_dreams import service
+
+    stopped = service.stop(get_settings())
+    console.print(f"Stopped {', '.join(stopped)}." if stopped else "Not running.")
+
+
+@daemon_app.command("restart")
+@handle_errors
+@_service_errors
+def daemon_restart(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(3000, "--port"),
+):
+    """Stop, then start again."""
+    from codex_dreams import service
+
+    settings = get_settings()
+    service.stop(settings)
+    infos = service.start(settings, host=host, port=port)
+    console.print(", ".join(f"{i.name} pid {i.pid}" for i in infos) + f"; UI on http://{host}:{port}",
+                  highlight=False)
+
+
+@daemon_app.command("status")
+@handle_errors
+@_service_errors
+def daemon_status(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Processes and uptime, the rhythms' next ticks and their last runs."""
+    import dataclasses
+
+    import dagster as dg
+
+    from codex_dreams import service
+    from codex_dreams.automation.status import rhythm_status
+    from codex_dreams.instance import ensure_instance
+
+    settings = get_settings()
+    ensure_instance(settings)
+    processes = service.process_info(settings)
+    with dg.DagsterInstance.get() as instance:
+        rhythms = rhythm_status(instance)
+    running = all(p.alive for p in processes)
+    if as_json:
+        _print_json({"running": running, "processes": [dataclasses.asdict(p) for p in processes],
+                     "rhythms": rhythms})
+    else:
+        from rich.table import Table
+
+        for p in processes:
+            state = f"[green]running[/] pid {p.pid}, up {p.uptime_seconds:.0f} s" if p.alive else "[red]stopped[/]"
+            console.print(f"{p.name}: {state}", highlight=False)
+        table = Table(title="Rhythms")
+        for column in ("rhythm", "cadence", "next tick", "last run"):
+            table.add_column(column)
+        for r in rhythms:
+            last = r["last_run"]
+            table.add_row(r["name"], r["cadence"], r["next_tick"] or "-",
+                          f"{last['status']} {last['started_at']}" if last else "-")
+        console.print(table)
+    if not running:
+        raise typer.Exit(EXIT_FAILURE if any(p.alive for p in processes) else 3)
+
+
+@daemon_app.command("logs")
+@handle_errors
+@_service_errors
+def daemon_logs(
+    lines: int = typer.Option(100, "--lines", "-n", help="How many lines to show."),
+    level: Optional[str] = typer.Option(None, "--level", help="Only lines at this level or above (INFO, WARNING, ERROR)."),
+):
+    """The last log lines of the webserver and the daemon."""
+    from codex_dreams import service
+
+    for line in service.read_logs(get_settings(), lines=lines, level=level):
+        sys.stdout.write(line)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

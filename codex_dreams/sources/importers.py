@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
-from codex_dreams.sources.records import InvalidMemory, MemoryRecord, make_record, memory_id_for
+from codex_dreams.sources.records import InvalidMemory, MemoryRecord, loads_strict, make_record, memory_id_for
 
 FORMATS = ("auto", "jsonl", "csv", "locomo")
 # Turns of a conversation are a few seconds apart; 10 s puts about three turns in one attention window.
@@ -72,14 +72,25 @@ def _record_from_mapping(obj, source: str, path: Path) -> MemoryRecord:
 
 
 def read_jsonl(path: Path) -> Iterator[ParsedLine]:
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    # Bytes, decoded per line: one line that is not UTF-8 is reported like any other bad line.
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+                raw = raw[3:]
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield ParsedLine(number, error="not valid UTF-8 text")
+                continue
+            try:
+                obj = loads_strict(line)
             except json.JSONDecodeError as error:
                 yield ParsedLine(number, error=f"not valid JSON ({error.msg})")
+                continue
+            except ValueError as error:  # NaN / Infinity
+                yield ParsedLine(number, error=f"not valid JSON ({error})")
                 continue
             try:
                 yield ParsedLine(number, record=_record_from_mapping(obj, "import:jsonl", path))
@@ -88,12 +99,31 @@ def read_jsonl(path: Path) -> Iterator[ParsedLine]:
 
 
 def read_csv(path: Path) -> Iterator[ParsedLine]:
-    with path.open("r", encoding="utf-8", newline="") as handle:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
         dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
         reader = csv.DictReader(handle, dialect=dialect)
-        if not reader.fieldnames or "content" not in reader.fieldnames:
+        rows = iter(reader)
+        try:
+            fieldnames = reader.fieldnames
+        except UnicodeDecodeError:
+            raise ImportFormatError(f"{path.name} is not UTF-8 text") from None
+        except csv.Error as error:
+            raise ImportFormatError(f"{path.name} is not a readable CSV file ({error})") from None
+        if not fieldnames or "content" not in fieldnames:
             raise ImportFormatError(f"{path.name} has no 'content' column in its header row")
-        for row in reader:
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                # The decoder fails on a block, not a row: everything from here on is unreadable.
+                yield ParsedLine(reader.line_num + 1, error="not valid UTF-8 text (the rest of the file is skipped)")
+                return
+            except csv.Error as error:
+                yield ParsedLine(reader.line_num, error=f"not valid CSV ({error}; the rest of the file is skipped)")
+                return
             number = reader.line_num
             if None in row:
                 yield ParsedLine(number, error="more fields than the header names")
@@ -119,7 +149,9 @@ def parse_locomo_date(text: str) -> datetime:
 def read_locomo(path: Path) -> Iterator[ParsedLine]:
     """One memory per dialogue turn. `line` counts turns in file order (1-based)."""
     try:
-        samples = json.loads(path.read_text(encoding="utf-8"))
+        samples = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ImportFormatError(f"{path.name} is not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise ImportFormatError(f"{path.name} is not valid JSON (line {error.lineno}: {error.msg})") from None
     if not isinstance(samples, list):
@@ -139,8 +171,11 @@ def read_locomo(path: Path) -> Iterator[ParsedLine]:
         )
         for session_key in sessions:
             session_no = int(session_key.split("_")[1])
+            date_key = f"{session_key}_date_time"
             try:
-                start = parse_locomo_date(conversation.get(f"{session_key}_date_time", ""))
+                if not conversation.get(date_key):
+                    raise InvalidMemory(f"{sample_id} {session_key} has no {date_key}; its turns have no time")
+                start = parse_locomo_date(conversation[date_key])
                 session_error = None
             except InvalidMemory as error:
                 start, session_error = None, str(error)

@@ -55,7 +55,7 @@ end $$;
 """
 
 
-def _pg_connect(url: str):
+def connect_postgres(url: str):
     import psycopg
 
     try:
@@ -72,7 +72,7 @@ def write_records(url: str, records: Iterable[MemoryRecord]) -> int:
     rows = list(records)
     if not rows:
         return 0
-    with _pg_connect(url) as conn:
+    with connect_postgres(url) as conn:
         try:
             with conn.transaction():
                 conn.execute(_CREATE_TABLE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,9 @@ from datetime import datetime, timezone
 from codex_dreams.settings import MAX_MEMORY_CHARS
 
 _ID_NAMESPACE = uuid.UUID("4d2f8a0e-6f0b-4b4e-9a53-0c0de0d2ea4a")
+_ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
+# A JSON "\u0000" escape that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class InvalidMemory(ValueError):
@@ -30,10 +34,14 @@ class MemoryRecord:
     updated_at: datetime  # naive UTC
     metadata: dict = field(default_factory=dict)
     source: str = "cli"
+    # The metadata as JSON text, computed once by make_record (None: computed on demand).
+    metadata_text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def metadata_json(self) -> str:
-        return json.dumps(self.metadata, ensure_ascii=False, sort_keys=True)
+        if self.metadata_text is not None:
+            return self.metadata_text
+        return metadata_to_json(self.metadata)
 
 
 def utc_now() -> datetime:
@@ -53,8 +61,38 @@ def parse_time(value, what: str = "date") -> datetime:
     else:
         raise InvalidMemory(f"{what} {value!r} is not an ISO 8601 date-time (e.g. 2026-11-25T09:30:00Z)")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise InvalidMemory(f"{what} {value!r} is out of range") from None
     return moment
+
+
+def _reject_nan(constant: str):
+    raise ValueError(f"{constant} is not allowed")
+
+
+def loads_strict(text: str):
+    """json.loads that refuses NaN/Infinity (not JSON; PostgreSQL's jsonb rejects them)."""
+    return json.loads(text, parse_constant=_reject_nan)
+
+
+def metadata_to_json(metadata: dict) -> str:
+    """The metadata as JSON text that DuckDB and PostgreSQL both accept; InvalidMemory otherwise."""
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise InvalidMemory("metadata must not contain NaN or Infinity") from None
+    except TypeError as error:
+        raise InvalidMemory(f"metadata is not JSON-serializable ({error})") from None
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise InvalidMemory("metadata must not contain NUL characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidMemory("metadata is not valid Unicode text") from None
+    return text
 
 
 def parse_metadata(value) -> dict:
@@ -63,16 +101,25 @@ def parse_metadata(value) -> dict:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads_strict(value)
         except json.JSONDecodeError as error:
             raise InvalidMemory(f"metadata is not valid JSON ({error.msg})") from None
+        except ValueError as error:  # NaN / Infinity
+            raise InvalidMemory(f"metadata is not valid JSON ({error})") from None
     if not isinstance(value, dict):
         raise InvalidMemory(f"metadata must be a JSON object, not {type(value).__name__}")
     return value
 
 
 def memory_id_for(content: str, created_at: datetime) -> str:
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{created_at.isoformat()}\x1f{content}"))
+    """uuid5(namespace, created_at + content) as text (hand-rolled: uuid.uuid5 is the import's hot spot)."""
+    digest = bytearray(
+        hashlib.sha1(_ID_NAMESPACE_BYTES + f"{created_at.isoformat()}\x1f{content}".encode("utf-8")).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def content_hash(content: str) -> str:
@@ -91,13 +138,25 @@ def make_record(content, *, at=None, metadata=None, source: str = "cli", memory_
         raise InvalidMemory(
             f"content is {len(text):,} characters; the limit is {MAX_MEMORY_CHARS:,} per memory"
         )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, e.g. from "\ud800" in JSON
+            raise InvalidMemory("content is not valid Unicode text") from None
+    if "\x00" in text:  # PostgreSQL text cannot hold it, and no memory needs it
+        raise InvalidMemory("content must not contain NUL characters")
     created = parse_time(at, "created_at") if at not in (None, "") else utc_now()
     updated = parse_time(updated_at, "updated_at") if updated_at not in (None, "") else created
     meta = parse_metadata(metadata)
+    meta_text = metadata_to_json(meta)
     if memory_id not in (None, ""):
+        if isinstance(memory_id, bool) or not isinstance(memory_id, (str, int)):
+            raise InvalidMemory("id must be text or an integer")
         memory_id = str(memory_id).strip()
         if not memory_id or len(memory_id) > 200:
             raise InvalidMemory("id must be 1 to 200 characters")
+        if "\x00" in memory_id:
+            raise InvalidMemory("id must not contain NUL characters")
     return MemoryRecord(
         id=memory_id or memory_id_for(text, created),
         content=text,
@@ -105,4 +164,5 @@ def make_record(content, *, at=None, metadata=None, source: str = "cli", memory_
         updated_at=updated,
         metadata=meta,
         source=source,
+        metadata_text=meta_text,
     )

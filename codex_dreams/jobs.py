@@ -1,0 +1,5 @@
+"""Jobs per biological rhythm (the names the schedules and sensors use)."""
+
+import dagster as dg
+
+jobs: list = []
