@@ -33,7 +33,9 @@ EXIT_FAILURE = 1
 
 
 def _fail(message: str, code: int) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # messages quote user input: '[/]' must print, not be parsed as markup
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,6 +45,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from codex_dreams.sources.importers import ImportFormatError
+        from codex_dreams.sources.inbox import InboxUnavailable
         from codex_dreams.sources.ingest import ImportRefused
         from codex_dreams.sources.postgres import SourceUnavailable
         from codex_dreams.sources.records import InvalidMemory
@@ -52,7 +55,7 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (InvalidMemory, ImportFormatError, ImportRefused, SettingsError) as error:
             _fail(str(error), EXIT_BAD_INPUT)
-        except (StoreBusyError, SourceUnavailable) as error:
+        except (StoreBusyError, SourceUnavailable, InboxUnavailable) as error:
             _fail(str(error), EXIT_FAILURE)
 
     return wrapper
@@ -93,6 +96,7 @@ def import_(
     as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON."),
 ):
     """Import memories from a file. Bad lines are reported and skipped (or, with --strict, nothing is imported)."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from codex_dreams.sources.ingest import ImportRefused, import_path
@@ -101,27 +105,29 @@ def import_(
     show_progress = not as_json and sys.stderr.isatty()
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, disable=not show_progress, transient=True) as bar:
-        task = bar.add_task(f"Reading {path.name}", total=None)
+        task = bar.add_task(f"Reading {escape(path.name)}", total=None)
         try:
             report = import_path(path, fmt=fmt, strict=strict, settings=settings,
                                  progress=lambda n: bar.advance(task, n))
         except ImportRefused as refused:
             if as_json:
                 _print_json(refused.report.as_dict())
-            for line, error in refused.report.rejected[:20]:
-                err_console.print(f"line {line}: {error}", highlight=False)
-            raise
+            # The error line names the first bad line; the others follow, one line each.
+            err_console.print(f"[bold red]Error:[/] {escape(str(refused))}", highlight=False, soft_wrap=True)
+            for line, error in refused.report.rejected[1:20]:
+                err_console.print(f"line {line}: {escape(error)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
     if as_json:
         _print_json(report.as_dict())
         return
     for line, error in report.rejected[:20]:
-        err_console.print(f"[yellow]skipped[/] line {line}: {error}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] line {line}: {escape(error)}", highlight=False, soft_wrap=True)
     if len(report.rejected) > 20:
         err_console.print(f"... and {len(report.rejected) - 20} more skipped lines")
     where = "PostgreSQL" if report.destination == "postgres" else "the inbox"
     console.print(f"Imported {report.written} memories ({report.format}) into {where}; "
                   f"{len(report.rejected)} lines skipped.", highlight=False)
-    if report.destination == "embedded":
+    if report.destination == "embedded" and report.written:
         if report.stored is None:
             console.print("The store is busy: they will be stored by the next pipeline run.")
         else:
@@ -186,8 +192,101 @@ def config(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
     if as_json:
         _print_json(described)
     else:
-        for key, value in described.items():
-            console.print(f"{key}={'' if value is None else value}", highlight=False)
+        for key, value in described.items():  # plain text: a path like /data/[x] must print as is
+            console.print(f"{key}={'' if value is None else value}", highlight=False, markup=False,
+                          soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def export(
+    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    fmt: str = typer.Option("json", "--format", help="json, jsonl, csv or parquet."),
+    stage: str = typer.Option("raw", "--stage",
+                              help="raw, working_memory, short_term_memory, long_term_memory, associations or insights."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Export a stage's table. The file appears only when complete; an existing file needs --force."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from codex_dreams.export import ExportError, export_stage, validate_request
+    from codex_dreams.store import open_store
+
+    try:
+        validate_request(fmt, stage, output, force)
+        settings = get_settings()
+        with open_store(settings) as con, Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            console=err_console, disable=as_json or not sys.stderr.isatty(), transient=True,
+        ) as bar:
+            task = bar.add_task(f"Exporting {stage}", total=None)
+            result = export_stage(con, stage, fmt, output, force=force,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except ExportError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    if as_json:
+        _print_json({"path": result.path, "format": result.format, "stage": result.stage, "rows": result.rows})
+    else:
+        console.print(f"Exported {result.rows} rows of {result.stage} to {result.path} ({result.format}).",
+                      highlight=False)
+
+
+@app.command()
+@handle_errors
+def health(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only problems."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Store, source, LLM, rhythms and memory-health alerts. Exit 0 healthy, 1 degraded, 2 unhealthy."""
+    from codex_dreams.health import run_health
+
+    report = run_health(get_settings(), verbose=verbose)
+    if as_json:
+        _print_json(report)
+    else:
+        colours = {"ok": "green", "warning": "yellow", "critical": "red"}
+        for check in report["checks"]:
+            colour = colours[check["status"]]
+            console.print(f"[{colour}]{check['status']:>8}[/] {check['name']}: {check['detail']}", highlight=False)
+        console.print(f"Overall: [bold]{report['status']}[/]")
+    raise typer.Exit(report["exit_code"])
+
+
+@app.command()
+@handle_errors
+def metrics(
+    period: str = typer.Option("24h", "--period", help="How far back: e.g. 30m, 24h, 7d, 2w."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Memories ingested, enriched, attended, episodes, links, recalls and run durations over a period."""
+    from codex_dreams.metrics import PeriodError, collect_metrics
+
+    try:
+        report = collect_metrics(get_settings(), period)
+    except PeriodError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    if as_json:
+        _print_json(report)
+        return
+    from rich.table import Table
+
+    console.print(f"Since {report['since']} ({period}):", highlight=False)
+    store = report.get("store", {})
+    if "error" in store:
+        console.print(f"  store: {store['error']}", highlight=False)
+    for key in ("memories_ingested", "memories_enriched", "memories_attended", "episodes", "cycles", "recalls"):
+        if store.get(key) is not None:
+            console.print(f"  {key.replace('_', ' ')}: {store[key]}", highlight=False)
+    for key, value in sorted(store.get("consolidation_counts", {}).items()):
+        console.print(f"  links {key.replace('_', ' ')}: {value:g}", highlight=False)
+    table = Table(title="Runs")
+    for column in ("stage", "runs", "ok", "failed", "mean s", "max s"):
+        table.add_column(column)
+    for stage, entry in sorted(report["runs"].items()):
+        table.add_row(stage, str(entry["runs"]), str(entry["succeeded"]), str(entry["failed"]),
+                      f"{entry['mean_seconds'] or 0:.1f}", f"{entry['max_seconds'] or 0:.1f}")
+    console.print(table)
 
 
 CONSOLIDATION_JOBS = {

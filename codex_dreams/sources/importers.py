@@ -139,15 +139,19 @@ _LOCOMO_DATE = re.compile(r"^\s*(\d{1,2}:\d{2}\s*[ap]m)\s+on\s+(\d{1,2}\s+\w+,?\
 
 def parse_locomo_date(text: str) -> datetime:
     """'1:56 pm on 8 May, 2023' -> datetime(2023, 5, 8, 13, 56)."""
-    match = _LOCOMO_DATE.match(text or "")
-    if not match:
-        raise InvalidMemory(f"session date {text!r} is not like '1:56 pm on 8 May, 2023'")
-    clock, day = match.groups()
-    return datetime.strptime(f"{clock.replace(' ', '').upper()} {day.replace(',', '')}", "%I:%M%p %d %B %Y")
+    match = _LOCOMO_DATE.match(text) if isinstance(text, str) else None
+    if match:
+        clock, day = match.groups()
+        try:
+            return datetime.strptime(f"{clock.replace(' ', '').upper()} {day.replace(',', '')}",
+                                     "%I:%M%p %d %B %Y")
+        except ValueError:  # e.g. '13:56 pm' or '8 Mayo'
+            pass
+    raise InvalidMemory(f"session date {text!r} is not like '1:56 pm on 8 May, 2023'")
 
 
 def read_locomo(path: Path) -> Iterator[ParsedLine]:
-    """One memory per dialogue turn. `line` counts turns in file order (1-based)."""
+    """One memory per dialogue turn. `line` counts turns in file order (1-based); errors name the turn."""
     try:
         samples = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
@@ -172,13 +176,14 @@ def read_locomo(path: Path) -> Iterator[ParsedLine]:
         for session_key in sessions:
             session_no = int(session_key.split("_")[1])
             date_key = f"{session_key}_date_time"
-            try:
-                if not conversation.get(date_key):
-                    raise InvalidMemory(f"{sample_id} {session_key} has no {date_key}; its turns have no time")
-                start = parse_locomo_date(conversation[date_key])
-                session_error = None
-            except InvalidMemory as error:
-                start, session_error = None, str(error)
+            start, session_error = None, None
+            if not conversation.get(date_key):
+                session_error = f"{sample_id} {session_key} has no {date_key}, so its turns have no time"
+            else:
+                try:
+                    start = parse_locomo_date(conversation[date_key])
+                except InvalidMemory as error:
+                    session_error = f"{sample_id} {date_key}: {error}"
             for turn_index, turn in enumerate(conversation[session_key]):
                 number += 1
                 if session_error:
@@ -199,7 +204,7 @@ def read_locomo(path: Path) -> Iterator[ParsedLine]:
                     )
                     yield ParsedLine(number, record=record)
                 except InvalidMemory as error:
-                    yield ParsedLine(number, error=str(error))
+                    yield ParsedLine(number, error=f"{sample_id} {turn.get('dia_id')}: {error}")
 
 
 READERS = {"jsonl": read_jsonl, "csv": read_csv, "locomo": read_locomo}

@@ -13,7 +13,7 @@ from typing import Callable
 
 from codex_dreams.settings import Settings, get_settings
 from codex_dreams.sources import inbox, postgres
-from codex_dreams.sources.importers import read_file
+from codex_dreams.sources.importers import ImportFormatError, read_file
 from codex_dreams.sources.records import InvalidMemory, MemoryRecord, make_record
 from codex_dreams.store import StoreBusyError, open_store
 
@@ -39,13 +39,13 @@ class ImportReport:
 
 
 class ImportRefused(ValueError):
-    """--strict and at least one bad line: nothing was written."""
+    """Nothing was written: --strict and at least one bad line, or no line of the file was valid."""
 
-    def __init__(self, report: ImportReport):
+    def __init__(self, report: ImportReport, reason: str = "--strict"):
         self.report = report
         first_line, first_error = report.rejected[0]
         more = f" (and {len(report.rejected) - 1} more bad lines)" if len(report.rejected) > 1 else ""
-        super().__init__(f"line {first_line}: {first_error}{more}; nothing imported (--strict)")
+        super().__init__(f"line {first_line}: {first_error}{more}; nothing imported ({reason})")
 
 
 def destination(settings: Settings) -> str:
@@ -89,17 +89,20 @@ def import_path(path: Path | str, *, fmt: str = "auto", strict: bool = False,
     resolved, lines = read_file(path, fmt)
     report = ImportReport(path=str(path), format=resolved, destination=destination(settings))
     records: list[MemoryRecord] = []
-    for parsed in lines:
-        if parsed.record is not None:
-            records.append(parsed.record)
-        else:
-            report.rejected.append((parsed.line, parsed.error or "invalid"))
-        if progress is not None:
-            progress(1)
+    try:
+        for parsed in lines:
+            if parsed.record is not None:
+                records.append(parsed.record)
+            else:
+                report.rejected.append((parsed.line, parsed.error or "invalid"))
+            if progress is not None:
+                progress(1)
+    except OSError as error:  # e.g. permission denied: the readers open the file lazily
+        raise ImportFormatError(f"cannot read {path}: {error.strerror or error}") from None
     report.accepted = len(records)
-    if strict and report.rejected:
+    if report.rejected and (strict or not records):
         report.refused = True
-        raise ImportRefused(report)
+        raise ImportRefused(report, "--strict" if strict else "no valid lines")
     report.written = write(records, settings)
     if drain and report.written:
         report.stored = drain_if_free(settings)

@@ -47,6 +47,8 @@ def raw_memories(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> d
                 postgres_updated=result.updated,
                 postgres_marked_deleted=result.marked_deleted,
                 postgres_source_rows=result.source_rows,
+                postgres_rows_read=result.rows_read,
+                postgres_recovered=result.recovered,
                 postgres_watermark=str(result.watermark_updated_at),
             )
         total, active = con.execute(

@@ -87,7 +87,7 @@ def bootstrap(con: duckdb.DuckDBPyConnection) -> int:
         try:
             for statement in statements:
                 con.execute(statement)
-            con.execute("insert into meta.schema_version values (?, now()::timestamp)", [version])
+            con.execute("insert into meta.schema_version values (?, now() at time zone 'UTC')", [version])
             con.execute("commit")
         except Exception:
             con.execute("rollback")

@@ -36,7 +36,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 memory_id varchar not null,
                 content_hash varchar not null,
                 provider varchar not null,        -- the provider that actually produced the row
-                model varchar not null,           -- the configured model key (provider/llm/embedding)
+                model varchar not null,           -- the configured model key: provider|chat model|embedding model
                 entities varchar[],
                 topics varchar[],
                 sentiment double,                 -- [-1, 1]
@@ -45,15 +45,25 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 goal varchar,
                 task varchar,
                 action varchar,
-                locations varchar[],
-                embedding float[],
-                embedding_model varchar,
+                locations varchar[],              -- named places (allocentric)
+                egocentric_locations varchar[],   -- relative expressions: 'to my left', 'behind the house'
+                fallback_reason varchar,          -- why the configured provider did not produce the row, or null
+                embedding float[],                -- unit length; null while a remote embedding is pending
+                embedding_model varchar,          -- who produced `embedding`; null while pending
                 embedding_dim integer,
                 latency_ms double,
                 enriched_at timestamp not null default (now()::timestamp),
                 primary key (memory_id, model)
             )
             """,
+        ],
+    ),
+    (
+        2,
+        [
+            # Version 1's defaults took now()::timestamp, the session's local time; the store keeps naive UTC.
+            "alter table raw.memories alter column ingested_at set default (now() at time zone 'UTC')",
+            "alter table enriched.memory_enrichment alter column enriched_at set default (now() at time zone 'UTC')",
         ],
     ),
 ]

@@ -1,0 +1,120 @@
+"""End to end: `codex daemon` runs the webserver and daemon; the 30-second sensor picks up new memories; runs
+launched while the full cycle runs queue instead of failing on the DuckDB lock; `stop` leaves nothing behind."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CODEX = str(Path(sys.executable).with_name("codex"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _codex(*args, env, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([CODEX, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _runs(instance_home: Path):
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(instance_home)) as instance:
+        return [(r.job_name, r.status.value, r.tags.get("codex/rhythm")) for r in instance.get_runs()]
+
+
+def _processes_of(pids) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+            if state != "Z":
+                alive.append(pid)
+        except (OSError, IndexError):
+            pass
+    return alive
+
+
+def _group_members(pgids) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in pgids and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def test_daemon_runs_the_rhythms_and_stops_cleanly(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    port = _free_port()
+    env = {**os.environ, "CODEX_HOME": str(home), "POSTGRES_DB_URL": "", "CODEX_LLM_PROVIDER": "offline",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("DUCKDB_PATH", "DAGSTER_HOME"):
+        env.pop(name, None)
+    monkeypatch.chdir(tmp_path)
+
+    started = _codex("daemon", "start", "--port", str(port), env=env)
+    assert started.returncode == 0, started.stderr + started.stdout
+    pid_records = [json.loads((home / "run" / f"{name}.json").read_text()) for name in ("webserver", "daemon")]
+    pgids = {record["pgid"] for record in pid_records}
+    try:
+        status = _codex("daemon", "status", "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["running"] is True
+        assert {r["name"] for r in report["rhythms"]} >= {"working_memory_sensor", "rem_sleep_schedule"}
+        assert all(r["next_tick"] for r in report["rhythms"] if r["kind"] == "schedule")
+
+        # A long run holds the store while the sensor fires: runs queue, none fails on the lock.
+        consolidate = subprocess.Popen([CODEX, "consolidate", "--type", "all", "--json"], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(3):
+            remembered = _codex("remember", f"Daemon test memory {i}: walked Biscuit along the river",
+                                env=env, timeout=60)
+            assert remembered.returncode == 0, remembered.stderr
+        out, err = consolidate.communicate(timeout=600)
+        assert consolidate.returncode == 0, err + out
+        summary = json.loads(out)
+        assert summary["where"] == "daemon" and summary["status"] == "SUCCESS"
+
+        deadline = time.monotonic() + 180
+        sensor_runs = []
+        while time.monotonic() < deadline:
+            runs = _runs(home / "dagster_home")
+            sensor_runs = [r for r in runs if r[2] == "working_memory_sensor"]
+            if any(status == "SUCCESS" for _, status, _ in sensor_runs) and not any(
+                    status in ("QUEUED", "STARTING", "STARTED", "NOT_STARTED") for _, status, _ in runs):
+                break
+            time.sleep(3)
+        runs = _runs(home / "dagster_home")
+        assert any(r[0] == "working_memory_job" and r[1] == "SUCCESS" for r in sensor_runs), runs
+        assert all(status in ("SUCCESS", "CANCELED") for _, status, _ in runs), runs
+        logs = _codex("daemon", "logs", "--lines", "2000", env=env)
+        assert "Could not set lock" not in logs.stdout
+    finally:
+        stopped = _codex("daemon", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Stopped" in stopped.stdout
+    deadline = time.monotonic() + 20
+    while _group_members(pgids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _group_members(pgids) == []
+    assert not (home / "run" / "webserver.json").exists()
+    after = _codex("daemon", "status", env=env)
+    assert after.returncode == 3
