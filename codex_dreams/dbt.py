@@ -81,15 +81,35 @@ def dbt_resource() -> DbtCliResource:
                           dbt_executable=dbt_executable())
 
 
+class DbtBuildConfig(dg.Config):
+    """Run config of the dbt models (Launchpad: ops.codex_dbt_models.config)."""
+
+    full_refresh: bool = False  # rebuild incremental models from scratch (after changing their logic)
+
+
+def build_args(config: DbtBuildConfig) -> list[str]:
+    """`dbt build` arguments: the active enrichment model key as a var, and an optional full refresh."""
+    import json
+
+    from codex_dreams.enrichment.cache import active_model_key
+    from codex_dreams.settings import get_settings
+
+    args = ["build", "--vars", json.dumps({"enrichment_model": active_model_key(get_settings())})]
+    if config.full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
 def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> dg.AssetsDefinition:
     manifest = ensure_manifest()
 
     @dbt_assets(manifest=manifest, project=dbt_project(), select=select, name=name,
                 dagster_dbt_translator=stage_translator(), pool=DUCKDB_WRITER_POOL)
-    def _models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: DuckDBResource):
+    def _models(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource,
+                duckdb: DuckDBResource):
         # profiles.yml reads DUCKDB_PATH: dbt writes the very file the Python assets use.
         os.environ["DUCKDB_PATH"] = str(duckdb.database)
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(build_args(config), context=context).stream()
 
     return _models
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from codex_dreams import automation, jobs
 from codex_dreams.dbt import build_dbt_assets
+from codex_dreams.enrichment.asset import memory_enrichment
 from codex_dreams.resources import build_resources
 from codex_dreams.stages import (
     consolidation,
@@ -20,16 +21,8 @@ from codex_dreams.stages import (
 STAGE_MODULES = (working_memory, short_term_memory, consolidation, long_term_memory)
 
 
-def _enrichment_assets() -> list:
-    try:
-        from codex_dreams.enrichment.asset import memory_enrichment
-    except ImportError:  # the enrichment package is optional while it is being built
-        return []
-    return [memory_enrichment]
-
-
 def build_definitions() -> dg.Definitions:
-    assets = [sensory_input.raw_memories, *_enrichment_assets(), build_dbt_assets()]
+    assets = [sensory_input.raw_memories, memory_enrichment, build_dbt_assets()]
     checks = []
     for module in STAGE_MODULES:
         assets.extend(module.assets)

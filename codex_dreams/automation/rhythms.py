@@ -85,14 +85,15 @@ def build_backlog_sensor(rhythm: Rhythm) -> dg.SensorDefinition:
     threshold = rhythm.backlog_threshold or 1
 
     def evaluate(context: dg.SensorEvaluationContext):
-        event = context.instance.get_latest_materialization_event(BACKLOG_ASSET)
-        if event is None or event.asset_materialization is None:
+        records = context.instance.fetch_materializations(BACKLOG_ASSET, limit=1, ascending=False).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is None:
             return dg.SkipReason("short-term memory has not reported a backlog yet")
-        entry = event.asset_materialization.metadata.get(BACKLOG_METADATA_KEY)
+        entry = materialization.metadata.get(BACKLOG_METADATA_KEY)
         ready = int(entry.value) if entry is not None else 0
         if ready < threshold:
             return dg.SkipReason(f"{ready} episodes wait for consolidation (threshold {threshold})")
-        marker = str(event.storage_id)
+        marker = str(records[0].storage_id)
         if marker == context.cursor:
             return dg.SkipReason("this backlog already triggered a consolidation")
         if job_in_flight(context.instance, rhythm.job):

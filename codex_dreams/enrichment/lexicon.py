@@ -121,7 +121,7 @@ NON_ACTION_VERBS = frozenset(
      "is", "was", "were", "be", "been", "think", "thought", "guess", "believe", "feel", "felt", "know",
      "knew", "wish", "like", "love", "hate", "don't", "didn't", "do", "does", "have", "has", "will",
      "won't", "intend", "aim", "to", "not", "going", "gonna", "seem", "seems", "remember", "forgot",
-     "wonder", "mean", "meant", "so", "very", "too", "a", "the", "not", "in", "at", "on", "here", "there"}
+     "wonder", "mean", "meant", "so", "very", "too", "a", "the", "in", "at", "on", "here", "there"}
 )
 # Past-tense verbs that often open a note with the subject left out ("Met Ana for lunch").
 LEADING_PAST_VERBS = frozenset(

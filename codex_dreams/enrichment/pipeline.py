@@ -73,7 +73,7 @@ class EnrichmentStats:
             "model_key": self.model_key,
             "configured_provider": self.configured_provider,
             "embedding_model": self.embedding_model,
-            "embedding_dim": self.embedding_dim if self.embedding_dim is not None else 0,
+            "embedding_dim": self.embedding_dim,  # None until this key has stored a vector
             "pending": self.pending,
             "enriched": self.enriched,
             "embedded": self.embedded,
@@ -103,19 +103,22 @@ class _OfflineEngine:
         self.enricher = enricher
         self.embedder = offline_embedder()
         self.embedding_model = self.embedder.model_name
+        # ONNX releases the GIL: embedding a batch on one thread while the heuristics (pure Python) run on
+        # this one keeps both cores busy.
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
 
     def close(self) -> None:
-        pass
+        self.pool.shutdown(wait=True)
 
     def run(self, batch: Sequence[PendingMemory], stats: EnrichmentStats) -> list[EnrichedRow]:
+        embedding = self.pool.submit(self.embedder.embed, [memory.content for memory in batch])
         rows = []
         for memory in batch:
             started = time.perf_counter()
             enrichment = None if memory.embedding_only else self.enricher.enrich(memory.content)
             rows.append(EnrichedRow(memory.memory_id, memory.content_hash, None if enrichment is None else "offline",
                                     None, enrichment, None, None, (time.perf_counter() - started) * 1000))
-        vectors = self.embedder.embed([memory.content for memory in batch])
-        for row, vector in zip(rows, vectors):
+        for row, vector in zip(rows, embedding.result()):
             row.embedding, row.embedding_model = vector, self.embedding_model
         return rows
 
@@ -154,6 +157,11 @@ class _RemoteEngine:
             except ProviderError as error:
                 reason, failed = failure_kind(error), failed + 1
                 break  # transport failures were already retried with backoff
+            except Exception:  # an unforeseen client error must not sink the batch: fall back, but say so
+                logger.warning("%s chat failed unexpectedly; using the offline fallback", self.provider.name,
+                               exc_info=True)
+                reason, failed = "error", failed + 1
+                break
         return self.enricher.enrich(text), "offline", reason, (time.perf_counter() - started) * 1000, failed
 
     def embed_chunk(self, texts: list[str]) -> np.ndarray | None:
@@ -162,6 +170,9 @@ class _RemoteEngine:
             vectors = self.provider.embed(texts)
         except (ProviderError, CircuitOpenError, InvalidOutputError) as error:
             logger.debug("embedding chunk failed: %s", error)
+            return None
+        except Exception:  # as above: the rows stay pending rather than failing the run
+            logger.warning("%s embedding failed unexpectedly", self.embedding_model, exc_info=True)
             return None
         dim = vectors.shape[1]
         with self._dim_lock:

@@ -159,14 +159,18 @@ class RemoteProvider:
         with self._counts_lock:
             self.requests += 1
         where = f"{self.name} {method} {redact_url(self.base_url)}{path}"
+        # Every allowed attempt records exactly one outcome, or a half-open breaker would wait forever.
         try:
             response = self._client.request(method, self.base_url + path, json=body)
         except httpx.TimeoutException:
             self.breaker.record_failure()
             raise TransientHTTPError(f"{where} timed out after {self.timeout:g} s") from None
-        except httpx.TransportError as error:
+        except httpx.HTTPError as error:
             self.breaker.record_failure()
             raise TransientHTTPError(f"{where} failed: {type(error).__name__}") from None
+        except BaseException:
+            self.breaker.record_failure()
+            raise
         status = response.status_code
         if status == 429:
             self.breaker.record_success()  # alive, asking us to slow down: back off, do not trip

@@ -20,7 +20,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
-from codex_dreams.sources.records import InvalidMemory, MemoryRecord, loads_strict, make_record, memory_id_for
+from codex_dreams.sources.records import (
+    InvalidMemory,
+    MemoryRecord,
+    json_error_text,
+    loads_strict,
+    make_record,
+    memory_id_for,
+)
 
 FORMATS = ("auto", "jsonl", "csv", "locomo")
 # Turns of a conversation are a few seconds apart; 10 s puts about three turns in one attention window.
@@ -87,7 +94,7 @@ def read_jsonl(path: Path) -> Iterator[ParsedLine]:
             try:
                 obj = loads_strict(line)
             except json.JSONDecodeError as error:
-                yield ParsedLine(number, error=f"not valid JSON ({error.msg})")
+                yield ParsedLine(number, error=f"not valid JSON ({json_error_text(error)})")
                 continue
             except ValueError as error:  # NaN / Infinity
                 yield ParsedLine(number, error=f"not valid JSON ({error})")
@@ -157,7 +164,7 @@ def read_locomo(path: Path) -> Iterator[ParsedLine]:
     except UnicodeDecodeError:
         raise ImportFormatError(f"{path.name} is not UTF-8 text") from None
     except json.JSONDecodeError as error:
-        raise ImportFormatError(f"{path.name} is not valid JSON (line {error.lineno}: {error.msg})") from None
+        raise ImportFormatError(f"{path.name} is not valid JSON (line {error.lineno}: {json_error_text(error)})") from None
     if not isinstance(samples, list):
         raise ImportFormatError(f"{path.name} is not a LoCoMo file (expected a JSON list of conversations)")
     number = 0

@@ -1,8 +1,10 @@
 """The write path shared by `codex remember`, `codex import` and the Python API.
 
-Memories go to PostgreSQL when POSTGRES_DB_URL is set (the pipeline syncs them), else to the sensory-register
-inbox, which the pipeline drains into raw.memories. After an import the inbox is drained at once when the
-store is free, so the memories are visible immediately; if a run holds the store they wait for the next run.
+Memories go to PostgreSQL when POSTGRES_DB_URL is set (the pipeline syncs them), else to the embedded store.
+`remember` writes the sensory-register inbox (one durable SQLite commit; it never needs the DuckDB file), which
+the pipeline drains into raw.memories. An import goes straight into raw.memories, in one transaction, when the
+store is free (draining anything waiting in the inbox first), and into the inbox when a run holds the store;
+either way it is durable when `import_path` returns.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ class ImportReport:
     accepted: int = 0
     written: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    stored: int | None = None  # new rows in raw.memories after the drain, None if the store was busy
+    stored: int | None = None  # new rows in raw.memories after the import, None if the store was busy
     refused: bool = False
+    via_inbox: bool = False  # written to the inbox (the store was busy, or drain=False)
 
     def as_dict(self) -> dict:
         return {
             "path": self.path, "format": self.format, "destination": self.destination,
             "accepted": self.accepted, "written": self.written, "stored": self.stored,
-            "refused": self.refused,
+            "refused": self.refused, "via_inbox": self.via_inbox,
             "rejected": [{"line": line, "error": error} for line, error in self.rejected],
         }
 
@@ -71,6 +74,19 @@ def drain_if_free(settings: Settings) -> int | None:
         return None
 
 
+def store_now(records: list[MemoryRecord], settings: Settings) -> int | None:
+    """Write records straight into raw.memories in one transaction if no run holds the store (after draining the
+    inbox, so earlier arrivals go first); returns how many were new, or None if the store is busy."""
+    try:
+        with open_store(settings, wait_seconds=0.5) as con:
+            gained = inbox.drain_inbox(con, settings.inbox_path)
+            ids = [r.id for r in records]
+            batch = inbox.records_batch(records)
+            return gained + inbox.insert_batch(con, batch, dedupe=len(set(ids)) < len(ids))
+    except StoreBusyError:
+        return None
+
+
 def remember(content: str, *, at=None, metadata=None, settings: Settings | None = None,
              source: str = "cli") -> MemoryRecord:
     """Validate and durably record one memory; raises InvalidMemory on bad input (nothing written)."""
@@ -103,10 +119,16 @@ def import_path(path: Path | str, *, fmt: str = "auto", strict: bool = False,
     if report.rejected and (strict or not records):
         report.refused = True
         raise ImportRefused(report, "--strict" if strict else "no valid lines")
+    if drain and records and not settings.postgres_db_url:
+        stored = store_now(records, settings)
+        if stored is not None:
+            report.written, report.stored = len(records), stored
+            return report
     report.written = write(records, settings)
-    if drain and report.written:
-        report.stored = drain_if_free(settings)
+    report.via_inbox = report.destination == "embedded" and report.written > 0
+    if drain and report.via_inbox:
+        report.stored = drain_if_free(settings)  # the store may have become free meanwhile
     return report
 
 
-__all__ = ["ImportRefused", "ImportReport", "InvalidMemory", "drain_if_free", "import_path", "remember"]
+__all__ = ["ImportRefused", "ImportReport", "InvalidMemory", "drain_if_free", "import_path", "remember", "store_now"]

@@ -66,7 +66,10 @@ def _pg_connect(url: str):
     try:
         return psycopg.connect(url, connect_timeout=5)
     except psycopg.Error as error:
-        raise SourceUnavailable(f"cannot reach PostgreSQL at {redact_url(url)}: {_scrub(str(error), url)}") from None
+        message = f"cannot reach PostgreSQL at {redact_url(url)}: {_scrub(str(error), url)}"
+    # Raised outside the except block: the original error, whose text may hold the password, must not travel
+    # along as __context__ (`from None` only hides it from tracebacks).
+    raise SourceUnavailable(message)
 
 
 def _ensure_table(conn) -> str:
@@ -78,8 +81,17 @@ def _ensure_table(conn) -> str:
         " and tgrelid = to_regclass('public.memories'))"
     ).fetchone()[0]
     if not ready:
-        conn.execute("select pg_advisory_xact_lock(%s)", [_DDL_LOCK_KEY])
-        conn.execute(_CREATE_TABLE)
+        import psycopg
+
+        try:
+            with conn.transaction():  # a savepoint: a refused DDL leaves the outer transaction usable
+                conn.execute("select pg_advisory_xact_lock(%s)", [_DDL_LOCK_KEY])
+                conn.execute(_CREATE_TABLE)
+        except psycopg.errors.InsufficientPrivilege:
+            # Someone else's existing table (we may insert, not alter): write the rows anyway; its owner keeps
+            # updated_at current. A table we cannot create is still an error.
+            if conn.execute("select to_regclass('public.memories')").fetchone()[0] is None:
+                raise
     return conn.execute(
         "select data_type from information_schema.columns "
         "where table_schema = 'public' and table_name = 'memories' and column_name = 'id'"
@@ -99,8 +111,8 @@ def write_records(url: str, records: Iterable[MemoryRecord]) -> int:
     rows = list(records)
     if not rows:
         return 0
-    with _pg_connect(url) as conn:
-        try:
+    try:
+        with _pg_connect(url) as conn:
             with conn.transaction():
                 id_type = _ensure_table(conn)
                 conn.execute(
@@ -138,9 +150,11 @@ def write_records(url: str, records: Iterable[MemoryRecord]) -> int:
                         order by ord
                         """
                     )
-        except psycopg.Error as error:
-            raise SourceUnavailable(f"writing to PostgreSQL failed: {_scrub(str(error), url)}") from None
-    return len(rows)
+    except psycopg.Error as error:
+        message = f"writing to PostgreSQL failed: {_scrub(str(error), url)}"
+    else:
+        return len(rows)
+    raise SourceUnavailable(message)  # outside the except block: no __context__ carrying the raw error
 
 
 # -- syncing ---------------------------------------------------------------------------------------------
@@ -164,10 +178,10 @@ def _attach(con, url: str) -> None:
     literal = url.replace("'", "''")
     try:
         con.execute(f"attach '{literal}' as codex_pg (type postgres, read_only)")
+        return
     except Exception as error:  # duckdb raises IOException / BinderException subclasses
-        raise SourceUnavailable(
-            f"cannot attach PostgreSQL at {redact_url(url)}: {_scrub(str(error), url)}"
-        ) from None
+        message = f"cannot attach PostgreSQL at {redact_url(url)}: {_scrub(str(error), url)}"
+    raise SourceUnavailable(message)  # outside the except block: DuckDB's error quotes the full DSN
 
 
 _SELECT_SOURCE = """
@@ -175,6 +189,14 @@ _SELECT_SOURCE = """
            created_at::timestamp as created_at, updated_at::timestamp as updated_at,
            metadata::varchar as metadata
     from codex_pg.public.memories
+"""
+
+
+# Rows past the watermark. `updated_at >= ?::timestamptz` is pushed down into PostgreSQL's query (so only
+# changed rows cross the wire); the exact (updated_at, id) comparison is then done in DuckDB.
+CHANGED_SINCE = f"""{_SELECT_SOURCE}
+    where updated_at >= ?::timestamptz
+      and (updated_at::timestamp > ? or (updated_at::timestamp = ? and id::varchar > ?))
 """
 
 
@@ -198,14 +220,8 @@ def sync_postgres(con, url: str) -> SyncResult:
             if wm_ts is None:
                 con.execute(f"create or replace temp table pg_changed as {_SELECT_SOURCE}")
             else:
-                con.execute(
-                    f"""
-                    create or replace temp table pg_changed as {_SELECT_SOURCE}
-                    where updated_at >= ?::timestamptz
-                      and (updated_at::timestamp > ? or (updated_at::timestamp = ? and id::varchar > ?))
-                    """,
-                    [wm_ts, wm_ts, wm_ts, wm_id or ""],
-                )
+                con.execute(f"create or replace temp table pg_changed as {CHANGED_SINCE}",
+                            [wm_ts, wm_ts, wm_ts, wm_id or ""])
             last = con.execute(
                 "select updated_at, id from pg_changed order by updated_at desc, id desc limit 1"
             ).fetchone()
@@ -227,10 +243,11 @@ def sync_postgres(con, url: str) -> SyncResult:
                           and not exists (select 1 from pg_changed c where c.id = p.id))
                     """
                 )
-        except SourceUnavailable:
-            raise
+            read_error = None
         except Exception as error:
-            raise SourceUnavailable(f"reading PostgreSQL failed: {_scrub(str(error), url)}") from None
+            read_error = f"reading PostgreSQL failed: {_scrub(str(error), url)}"
+        if read_error:
+            raise SourceUnavailable(read_error)  # outside the except block: no __context__ with the raw error
 
         rows_read = con.execute("select count(*) from pg_changed").fetchone()[0]
         # Only rows that differ from the stored copy are applied (a re-read row is not an update).
@@ -253,8 +270,9 @@ def sync_postgres(con, url: str) -> SyncResult:
         try:
             con.execute(
                 """
-                insert into raw.memories (id, content, created_at, updated_at, metadata, source)
-                select id, content, created_at, updated_at, coalesce(metadata, '{}')::json, ?
+                insert into raw.memories (id, content, created_at, updated_at, metadata, source, ingested_at)
+                select id, content, created_at, updated_at, coalesce(metadata, '{}')::json, ?,
+                       now() at time zone 'UTC'
                 from pg_apply
                 on conflict (id) do update set
                     content = excluded.content, created_at = excluded.created_at,
@@ -264,7 +282,7 @@ def sync_postgres(con, url: str) -> SyncResult:
             )
             deleted = con.execute(
                 """
-                update raw.memories set deleted_at = now()::timestamp
+                update raw.memories set deleted_at = now() at time zone 'UTC'
                 where source = ? and deleted_at is null and id not in (select id from pg_ids)
                 """,
                 [SOURCE_NAME],
@@ -274,7 +292,7 @@ def sync_postgres(con, url: str) -> SyncResult:
             con.execute(
                 """
                 insert into meta.sync_state (source, watermark_updated_at, watermark_id, rows_seen, synced_at)
-                values (?, ?, ?, ?, now()::timestamp)
+                values (?, ?, ?, ?, now() at time zone 'UTC')
                 on conflict (source) do update set watermark_updated_at = excluded.watermark_updated_at,
                     watermark_id = excluded.watermark_id, rows_seen = excluded.rows_seen,
                     synced_at = excluded.synced_at

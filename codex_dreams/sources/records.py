@@ -68,19 +68,33 @@ def parse_time(value, what: str = "date") -> datetime:
     return moment
 
 
+def json_error_text(error: json.JSONDecodeError) -> str:
+    """'Expecting value at column 7': json's message (some end in a dangling 'at') with the column."""
+    message = error.msg
+    return f"{message} column {error.colno}" if message.endswith(" at") else f"{message} at column {error.colno}"
+
+
 def _reject_nan(constant: str):
     raise ValueError(f"{constant} is not allowed")
 
 
+# Built once: json.loads/json.dumps with options build a new decoder/encoder on every call (a hot spot in bulk
+# imports).
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_nan)
+_METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False)
+
+
 def loads_strict(text: str):
     """json.loads that refuses NaN/Infinity (not JSON; PostgreSQL's jsonb rejects them)."""
-    return json.loads(text, parse_constant=_reject_nan)
+    return _STRICT_DECODER.decode(text)
 
 
 def metadata_to_json(metadata: dict) -> str:
     """The metadata as JSON text that DuckDB and PostgreSQL both accept; InvalidMemory otherwise."""
+    if not metadata:
+        return "{}"
     try:
-        text = json.dumps(metadata, ensure_ascii=False, sort_keys=True, allow_nan=False)
+        text = _METADATA_ENCODER.encode(metadata)
     except ValueError:
         raise InvalidMemory("metadata must not contain NaN or Infinity") from None
     except TypeError as error:
@@ -103,7 +117,7 @@ def parse_metadata(value) -> dict:
         try:
             value = loads_strict(value)
         except json.JSONDecodeError as error:
-            raise InvalidMemory(f"metadata is not valid JSON ({error.msg})") from None
+            raise InvalidMemory(f"metadata is not valid JSON ({json_error_text(error)})") from None
         except ValueError as error:  # NaN / Infinity
             raise InvalidMemory(f"metadata is not valid JSON ({error})") from None
     if not isinstance(value, dict):

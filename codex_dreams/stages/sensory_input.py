@@ -5,6 +5,7 @@ POSTGRES_DB_URL is set, syncs PostgreSQL's public.memories by watermark. Everyth
 raw.memories.
 """
 
+from contextlib import closing
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -33,27 +34,30 @@ def raw_memories(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> d
     settings = get_settings()
     metadata: dict = {}
     with duckdb.get_connection() as con:
-        bootstrap(con)
-        drained = inbox.drain_inbox(con, settings.inbox_path)
-        metadata["drained_from_inbox"] = drained
-        if settings.postgres_db_url:
-            result = sync_postgres(con, settings.postgres_db_url.get_secret_value())
-            context.log.info(
-                f"PostgreSQL {settings.postgres_url_redacted}: {result.inserted} new, {result.updated} updated, "
-                f"{result.marked_deleted} marked deleted"
-            )
-            metadata.update(
-                postgres_inserted=result.inserted,
-                postgres_updated=result.updated,
-                postgres_marked_deleted=result.marked_deleted,
-                postgres_source_rows=result.source_rows,
-                postgres_rows_read=result.rows_read,
-                postgres_recovered=result.recovered,
-                postgres_watermark=str(result.watermark_updated_at),
-            )
-        total, active = con.execute(
-            "select count(*), count(*) filter (where deleted_at is null) from raw.memories"
-        ).fetchone()
+        # DuckDBResource closes the connection only on success; close it on failure too, or the file stays
+        # open in this process until the traceback is garbage-collected.
+        with closing(con):
+            bootstrap(con)
+            drained = inbox.drain_inbox(con, settings.inbox_path)
+            metadata["drained_from_inbox"] = drained
+            if settings.postgres_db_url:
+                result = sync_postgres(con, settings.postgres_db_url.get_secret_value())
+                context.log.info(
+                    f"PostgreSQL {settings.postgres_url_redacted}: {result.inserted} new, "
+                    f"{result.updated} updated, {result.marked_deleted} marked deleted"
+                )
+                metadata.update(
+                    postgres_inserted=result.inserted,
+                    postgres_updated=result.updated,
+                    postgres_marked_deleted=result.marked_deleted,
+                    postgres_source_rows=result.source_rows,
+                    postgres_rows_read=result.rows_read,
+                    postgres_recovered=result.recovered,
+                    postgres_watermark=str(result.watermark_updated_at),
+                )
+            total, active = con.execute(
+                "select count(*), count(*) filter (where deleted_at is null) from raw.memories"
+            ).fetchone()
     metadata.update(total_memories=total, active_memories=active, dagster_row_count=active)
     context.log.info(f"raw.memories: {total} memories ({active} active); {drained} drained from the inbox")
     return dg.MaterializeResult(metadata=metadata)

@@ -25,7 +25,12 @@ class StoreBusyError(RuntimeError):
 
 
 def duckdb_config(extension_dir: Path | None) -> dict:
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    # custom_user_agent is set because dagster_duckdb's DuckDBResource adds its own ("dagster") unless the
+    # config names one: DuckDB refuses a second in-process connection to a file whose config differs ("Can't
+    # open a connection to same database file with a different configuration"), so open_store and the
+    # resource must pass identical configs (e.g. `codex demo` reads the store in the process that ran the job).
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+              "custom_user_agent": "codex-dreams"}
     if extension_dir is not None:
         extension_dir.mkdir(parents=True, exist_ok=True)
         config["extension_directory"] = str(extension_dir)

@@ -61,9 +61,99 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         2,
         [
-            # Version 1's defaults took now()::timestamp, the session's local time; the store keeps naive UTC.
-            "alter table raw.memories alter column ingested_at set default (now() at time zone 'UTC')",
-            "alter table enriched.memory_enrichment alter column enriched_at set default (now() at time zone 'UTC')",
+            # Intentionally empty. Version 1's ingested_at / enriched_at defaults are now()::timestamp, the
+            # session's *local* time, so writers set those columns explicitly to `now() at time zone 'UTC'`.
+            # Do not "fix" the defaults with `alter table ... alter column ... set default (<function call>)`:
+            # DuckDB 1.5.5 cannot replay that statement from its WAL after a crash ("GetDefaultDatabase with no
+            # default database set") and the file no longer opens (tests/test_store.py checks this stays true).
+        ],
+    ),
+    (
+        3,
+        [
+            # Consolidation and long-term state owned by the Python cycle assets (codex_dreams.stages.cycles).
+            # Times named *_at without "wall" are event time (a cycle's as_of); started_at/finished_at are wall UTC.
+            "create schema if not exists consolidation",
+            "create schema if not exists long_term_memory",
+            """
+            create table if not exists consolidation.associations (
+                memory_a varchar not null,
+                memory_b varchar not null,                -- memory_a < memory_b (kept by the cycles; checked by an asset check)
+                strength double not null,                 -- synaptic weight in [0, 1]
+                link_type varchar not null,               -- hebbian | temporal | semantic | creative
+                label varchar,                            -- creative/semantic links: a short name (shared topic)
+                coactivations integer not null default 0, -- evidence at the last update: STM co-activations + replays
+                reactivations integer not null default 0, -- cycles that reactivated (strengthened) the link
+                cycles_since_reactivation integer not null default 0,
+                created_at timestamp not null,            -- as_of of the cycle that created the link
+                updated_at timestamp not null,            -- as_of of the last cycle that changed it
+                last_reactivated_at timestamp,
+                created_cycle_key varchar not null,
+                updated_cycle_key varchar not null,
+                primary key (memory_a, memory_b),
+                check (strength >= 0 and strength <= 1),
+                check (link_type in ('hebbian', 'temporal', 'semantic', 'creative'))
+            )
+            """,
+            """
+            create table if not exists consolidation.memory_consolidation (
+                memory_id varchar primary key,
+                episode_id varchar,                       -- the memory's episode when last seen by a cycle
+                first_seen_at timestamp not null,         -- as_of of the first cycle that saw the memory
+                first_seen_cycle_key varchar not null,
+                consolidation_strength double not null default 0,
+                replay_count integer not null default 0,
+                last_replayed_at timestamp,
+                last_replay_cycle_key varchar,
+                consolidated_at timestamp,                -- as_of of the cycle that moved it to long-term memory
+                consolidated_cycle_key varchar,
+                check (consolidation_strength >= 0 and consolidation_strength <= 1)
+            )
+            """,
+            """
+            create table if not exists consolidation.cycle_ledger (
+                cycle_type varchar not null,              -- hippocampal | deep_sleep | rem_sleep | homeostasis
+                cycle_key varchar not null,               -- '<cycle_type>:<time bucket>'
+                as_of timestamp not null,                 -- event-time reference of the cycle
+                started_at timestamp not null,            -- wall clock, UTC
+                finished_at timestamp not null,
+                counts json not null,
+                params json,
+                run_id varchar,
+                primary key (cycle_type, cycle_key),
+                check (cycle_type in ('hippocampal', 'deep_sleep', 'rem_sleep', 'homeostasis')),
+                check (starts_with(cycle_key, cycle_type || ':'))
+            )
+            """,
+            """
+            create table if not exists long_term_memory.memory_clusters (
+                memory_id varchar primary key,
+                cluster_id integer not null,              -- 1 = largest cluster; renumbered on every run
+                cluster_key varchar not null,             -- smallest member id: stable while membership is
+                cluster_size integer not null,
+                method varchar not null,                  -- louvain | embedding | singleton
+                label varchar,                            -- most frequent topics of the members
+                computed_at timestamp not null            -- wall clock, UTC
+            )
+            """,
+            """
+            create table if not exists long_term_memory.access_log (
+                memory_id varchar not null,
+                accessed_at timestamp not null,           -- UTC; each recall of a memory is one row
+                query_id varchar
+            )
+            """,
+            """
+            create table if not exists meta.stage_runs (
+                stage varchar not null,                   -- the asset group / dbt folder
+                asset varchar not null,
+                run_id varchar,                           -- Dagster run id, or dbt invocation id
+                started_at timestamp not null,            -- wall clock, UTC
+                finished_at timestamp not null,
+                rows bigint,
+                runner varchar not null default 'dagster' -- dagster | dbt
+            )
+            """,
         ],
     ),
 ]

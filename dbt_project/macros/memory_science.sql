@@ -42,14 +42,10 @@
     ({{ s0 }} * exp(-greatest({{ age_seconds }}, 0) / ({{ var('stm_decay_tau_hours') }} * 3600.0)))
 {%- endmacro %}
 
-{# Cosine similarity of two float[] embeddings; null when either is missing, their dimensions differ
-   (another embedding model) or a vector has no direction. #}
+{# Cosine similarity of two float[] embeddings; null when either is missing or their dimensions differ
+   (another embedding model). Callers null out vectors without direction (all zeros) beforehand. #}
 {% macro cosine_similarity(a, b) -%}
-    case
-        when {{ a }} is null or {{ b }} is null or len({{ a }}) <> len({{ b }}) or len({{ a }}) = 0 then null
-        when list_dot_product({{ a }}, {{ a }}) = 0 or list_dot_product({{ b }}, {{ b }}) = 0 then null
-        else list_cosine_similarity({{ a }}, {{ b }})
-    end
+    case when len({{ a }}) = len({{ b }}) then list_cosine_similarity({{ a }}, {{ b }}) end
 {%- endmacro %}
 
 {# A salience score per memory in [0, 1]: what makes a memory stand out regardless of its timing. #}

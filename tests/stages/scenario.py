@@ -7,7 +7,7 @@ embedding the test chooses, so every expectation follows from the script.
 Stable API (other stage tests use it; add, never change):
 
     from scenario import BASE_TIME, Memory, at, topic_vector, insert_memories, mark_deleted, write_memories
-    from scenario import stage_assets, materialize_stages, query
+    from scenario import stage_assets, materialize_stages, query, isolated_stage_env, stream_script
 
 - `at(seconds=0, minutes=0, hours=0, days=0)`: a naive-UTC time relative to BASE_TIME (a window start).
 - `topic_vector(axis, dim=384, toward=None, mix=0.0)`: a unit embedding along one axis, optionally tilted
@@ -18,20 +18,30 @@ Stable API (other stage tests use it; add, never change):
   the count. `con` must be bootstrapped (the `store` fixture, or `codex_dreams.store.open_store`).
 - `write_memories(settings, memories, ...)`: the same through a short-lived connection (open late, close
   early: Dagster runs need the file afterwards).
-- `mark_deleted(settings_or_con, ids, at=None)`: set deleted_at (a deletion at the source).
-- `stage_assets()`: raw_memories, the dbt assets and the stage modules' Python assets and asset checks.
-- `materialize_stages(resources, *groups_or_keys)`: materialize the given dbt groups (e.g.
-  "working_memory", "short_term_memory") or asset keys ("working_memory/wm_attention"); raises on failure
-  and returns the ExecuteInProcessResult.
+- `mark_deleted(settings_or_con, ids, at_time=None)`: set deleted_at (a deletion at the source).
+- `stage_assets(*stages)`: raw_memories, the dbt models under models/<stage>/ and the named stage modules'
+  Python assets and asset checks (everything when no stage is named).
+- `materialize_stages(resources, *groups_or_keys, extra_assets=())`: materialize the given groups (e.g.
+  "working_memory", "short_term_memory") or asset keys ("working_memory/wm_attention"), with the Python
+  assets/checks of exactly those stages; raises on failure and returns the ExecuteInProcessResult.
 - `query(settings, sql, params=None)`: rows of a read-only query against the test's store.
+- `isolated_stage_env(home)`: context manager -> (settings, resources) of a fresh store under `home`, with
+  tests/conftest.py's environment isolation, for module/session fixtures (which cannot use `monkeypatch`);
+  the settings and resources carry explicit paths, so they stay usable after the block.
+- `stream_script()`: the scripted stream the working/short-term memory tests share (a 10-memory burst,
+  held and displaced working-memory items, an unenriched and a deleted memory, a time gap, a topic shift);
+  the `stream_store` fixture (tests/stages/conftest.py) materializes it once per session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import duckdb
@@ -146,16 +156,65 @@ def query(settings, sql: str, params: Sequence | None = None) -> list[tuple]:
         con.close()
 
 
-def stage_assets() -> list:
-    """raw_memories, the dbt assets and every stage module's Python assets and asset checks."""
+# The same isolation as tests/conftest.py's `codex_home` fixture (kept in step with it).
+ISOLATED_VARIABLES = {"POSTGRES_DB_URL": "", "CODEX_LLM_PROVIDER": "offline"}
+CLEARED_VARIABLES = ("DUCKDB_PATH", "DAGSTER_HOME", "OPENAI_API_KEY", "MAX_CONCURRENCY", "CODEX_TIMEZONE",
+                     "OLLAMA_URL", "OLLAMA_MODEL", "EMBEDDING_MODEL", "OLLAMA_TIMEOUT", "OPENAI_BASE_URL")
+
+
+@contextlib.contextmanager
+def isolated_stage_env(home: Path):
+    """Settings and resources for a store under `home`, with the same isolation as tests/conftest.py's
+    `codex_home` fixture, for module- or session-scoped fixtures (which cannot use `monkeypatch`)."""
+    import pytest
+
+    patch = pytest.MonkeyPatch()
+    try:
+        patch.setenv("CODEX_HOME", str(home))
+        for name, value in ISOLATED_VARIABLES.items():
+            patch.setenv(name, value)
+        for name in CLEARED_VARIABLES:
+            patch.delenv(name, raising=False)
+        home.mkdir(parents=True, exist_ok=True)
+        patch.chdir(home.parent)
+        from codex_dreams.resources import build_resources
+        from codex_dreams.settings import load_settings
+
+        settings = load_settings()
+        yield settings, build_resources(settings)
+    finally:
+        patch.undo()
+        # the dbt asset exports DUCKDB_PATH for dbt's profiles.yml; do not leak this store's path
+        os.environ.pop("DUCKDB_PATH", None)
+
+
+def stage_assets(*stages: str) -> list:
+    """raw_memories, the dbt models of the named stages (all models when none is named), and the Python
+    assets and asset checks of the named stage modules (all of definitions.STAGE_MODULES when none)."""
+    import importlib
+
     from codex_dreams.dbt import build_dbt_assets
-    from codex_dreams.definitions import STAGE_MODULES
+    from codex_dreams.params import DBT_PROJECT_DIR
     from codex_dreams.stages import sensory_input
 
-    assets = [sensory_input.raw_memories, build_dbt_assets()]
-    for module in STAGE_MODULES:
-        assets.extend(module.assets)
-        assets.extend(module.asset_checks)
+    folders = [stage for stage in dict.fromkeys(stages) if (DBT_PROJECT_DIR / "models" / stage).is_dir()]
+    dbt_assets = (build_dbt_assets(select=" ".join(f"path:models/{folder}" for folder in folders),
+                                   name="codex_dbt_" + "_".join(folders)) if folders else build_dbt_assets())
+    if stages:
+        modules = []
+        for stage in dict.fromkeys(stages):
+            try:
+                modules.append(importlib.import_module(f"codex_dreams.stages.{stage}"))
+            except ModuleNotFoundError:  # a dbt-only group (e.g. monitoring)
+                continue
+    else:
+        from codex_dreams.definitions import STAGE_MODULES
+
+        modules = list(STAGE_MODULES)
+    assets = [sensory_input.raw_memories, dbt_assets]
+    for module in modules:
+        assets.extend(a for a in getattr(module, "assets", []) if a is not sensory_input.raw_memories)
+        assets.extend(getattr(module, "asset_checks", []))
     return assets
 
 
@@ -168,6 +227,51 @@ def materialize_stages(resources: dict, *targets: str, extra_assets: Sequence = 
         part = (dg.AssetSelection.assets(dg.AssetKey(target.split("/"))) if "/" in target
                 else dg.AssetSelection.groups(target))
         selection = part if selection is None else selection | part
-    result = dg.materialize([*stage_assets(), *extra_assets], resources=resources, selection=selection,
+    stages = [target.split("/")[0] for target in targets]  # only the targeted stages' Python modules load
+    result = dg.materialize([*stage_assets(*stages), *extra_assets], resources=resources, selection=selection,
                             raise_on_error=raise_on_error)
     return result
+
+
+# The scripted stream the working- and short-term-memory tests share (built and materialized once).
+# Times are offsets from scenario.BASE_TIME (09:00:00, a window start).
+BURST_IMPORTANCE = {  # ten memories in one 30-second window, importance shuffled against arrival order
+    "b00": 0.15, "b01": 0.95, "b02": 0.35, "b03": 0.75, "b04": 0.05,
+    "b05": 0.55, "b06": 0.85, "b07": 0.25, "b08": 0.65, "b09": 0.45,
+}
+
+
+def stream_script() -> list:
+    burst = [Memory(mid, f"burst memory {mid}", at(1 + i), importance=imp)
+             for i, (mid, imp) in enumerate(BURST_IMPORTANCE.items())]
+    held = [  # c1, c2 share a window; c3 and the unenriched u1 arrive in the next: c1, c2 are still held
+        Memory("c1", "looked at the release notes", at(minutes=10, seconds=1), importance=0.6),
+        Memory("c2", "checked the changelog", at(minutes=10, seconds=2), importance=0.6),
+        Memory("c3", "filed a ticket", at(minutes=10, seconds=31), importance=0.6),
+        Memory("u1", "a memory nobody enriched", at(minutes=10, seconds=40), enriched=False),
+    ]
+    displaced = [  # d1, d2 share a window; seven new items fill the next one and displace them
+        Memory("d1", "first thought", at(minutes=20, seconds=1), importance=0.5),
+        Memory("d2", "second thought", at(minutes=20, seconds=2), importance=0.5),
+        Memory("gone", "deleted at its source", at(minutes=20, seconds=5), importance=0.9,
+               deleted_at=at(days=1)),
+        *[Memory(f"f{k}", f"flood item {k}", at(minutes=20, seconds=30 + k), importance=0.7) for k in range(1, 8)],
+    ]
+    atlas = [  # after a 40-minute pause: one episode on one topic (axis 1), with structure and places
+        Memory("e1", "Grabbed coffee at Kestrel café, two blocks north of the office, before planning.",
+               at(hours=1), embedding=topic_vector(1), goal="ship Atlas", task="write checklist",
+               action="drafted the list", locations=["Kestrel café"], sentiment=0.6, emotional_salience=0.7),
+        Memory("e2", "The whiteboard is to my left, behind the desk; reviewed the dedup fix there.",
+               at(hours=1, minutes=1), embedding=topic_vector(1, toward=3, mix=0.2), goal="ship Atlas",
+               task="review dedup", action="opened the PR", sentiment=0.7, emotional_salience=0.8),
+        Memory("e3", "Back to the checklist for the cutover.", at(hours=1, minutes=2),
+               embedding=topic_vector(1, toward=4, mix=0.2), goal="plan the trip", task="write checklist",
+               action="drafted the list", sentiment=0.5, emotional_salience=0.6),
+    ]
+    knee = [  # a topic shift one minute later (axis 2 is orthogonal to axis 1): a new episode, low mood
+        Memory("k1", "My knee aches after the run.", at(hours=1, minutes=3), embedding=topic_vector(2),
+               sentiment=-0.5, emotional_salience=0.2, locations=["Laurelhurst Park"]),
+        Memory("k2", "Booked a physio appointment for the knee.", at(hours=1, minutes=4),
+               embedding=topic_vector(2, toward=5, mix=0.2), sentiment=-0.4, emotional_salience=0.2),
+    ]
+    return burst + held + displaced + atlas + knee

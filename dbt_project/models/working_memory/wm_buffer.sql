@@ -27,10 +27,10 @@ candidates as (
         {{ attention_priority('a.importance', 'a.emotional_salience', 'a.novelty',
                               seconds_between('a.created_at', 'w.window_end')) }} as activation
     from windows as w
+    cross join range(0, {{ var('working_memory_hold_windows') }} + 1) as hold(windows_back)
     inner join attended as a
-        on a.arrival_window <= w.window_start
-        and a.arrival_window >= w.window_start
-            - to_seconds({{ var('working_memory_hold_windows') }} * {{ var('short_term_memory_duration') }})
+        on a.arrival_window = w.window_start
+            - to_seconds(hold.windows_back * {{ var('short_term_memory_duration') }})
 ),
 
 ranked as (

@@ -1,5 +1,3 @@
-{{ config(materialized="view") }}
-
 -- Every active memory (raw.memories where deleted_at is null) with its chosen enrichment, its event-time
 -- window and its similarity to the memories just before it. Memories without enrichment keep neutral
 -- defaults (importance 0.5, salience 0, sentiment 0, novelty 1): nothing is lost.
@@ -39,29 +37,47 @@ joined as (
         nullif(trim(e.task), '') as task,
         nullif(trim(e.action), '') as action,
         coalesce(e.locations, []::varchar[]) as locations,
-        e.embedding,
-        row_number() over (order by m.created_at, m.id) as seq
+        -- an embedding without direction (all zeros) or of length 0 compares with nothing
+        case when len(e.embedding) > 0 and list_dot_product(e.embedding, e.embedding) > 0
+             then e.embedding end as embedding
     from memories as m
     left join enrichment as e on e.memory_id = m.id
 ),
 
-embedded as (
-    select memory_id, seq, embedding from joined where embedding is not null
+{%- set lookback = [var('novelty_lookback'), var('topic_shift_context')] | max %}
+
+lagged as (
+    -- the embeddings of the previous memories in stream order (created_at, memory_id)
+    select
+        memory_id,
+        embedding
+        {%- for k in range(1, lookback + 1) %},
+        lag(embedding, {{ k }}) over stream as previous_{{ k }}
+        {%- endfor %}
+    from joined
+    window stream as (order by created_at, memory_id)
+),
+
+similarities as (
+    select
+        memory_id
+        {%- for k in range(1, lookback + 1) %},
+        {{ cosine_similarity('embedding', 'previous_' ~ k) }} as similarity_{{ k }}
+        {%- endfor %}
+    from lagged
 ),
 
 neighbours as (
-    -- Cosine similarity to each of the previous few memories (stream order), embeddings of equal dimension.
+    -- max over the available similarities (null when none compares)
     select
-        cur.memory_id,
-        max({{ cosine_similarity('cur.embedding', 'prev.embedding') }})
-            filter (where prev.seq >= cur.seq - {{ var('novelty_lookback') }}) as max_recent_similarity,
-        max({{ cosine_similarity('cur.embedding', 'prev.embedding') }})
-            filter (where prev.seq >= cur.seq - {{ var('topic_shift_context') }}) as context_similarity
-    from embedded as cur
-    inner join embedded as prev
-        on prev.seq < cur.seq
-        and prev.seq >= cur.seq - greatest({{ var('novelty_lookback') }}, {{ var('topic_shift_context') }})
-    group by cur.memory_id
+        memory_id,
+        list_max([
+            {%- for k in range(1, var('novelty_lookback') + 1) %}similarity_{{ k }}{{ ", " if not loop.last }}{% endfor -%}
+        ]) as max_recent_similarity,
+        list_max([
+            {%- for k in range(1, var('topic_shift_context') + 1) %}similarity_{{ k }}{{ ", " if not loop.last }}{% endfor -%}
+        ]) as context_similarity
+    from similarities
 ),
 
 final as (
@@ -86,7 +102,8 @@ final as (
         j.task,
         j.action,
         j.locations,
-        j.embedding,
+        -- the vector itself stays in enriched.memory_enrichment (no second copy in the store)
+        j.embedding is not null as has_embedding,
         md5(concat_ws('|', j.memory_id, j.content, j.created_at::varchar, j.importance::varchar,
             j.emotional_salience::varchar, j.sentiment::varchar,
             least(1.0, greatest(0.0, 1.0 - coalesce(n.max_recent_similarity, 0.0)))::varchar,

@@ -1,0 +1,474 @@
+"""The recall snapshot: what `codex query` reads, published by the pipeline after each run.
+
+DuckDB lets one process hold the store read-write and then nobody else can open it, not even read-only. So
+recall never opens the store on demand: the `recall_snapshot` asset (inside the `duckdb_writer` pool) reads the
+store and writes a self-contained, read-only copy of what recall needs into a new version directory:
+
+    $CODEX_HOME/recall/
+        CURRENT                     the published version's name (replaced atomically with os.replace)
+        <version>/
+            snapshot.duckdb         memories (row_id, id, content, created_at, metadata, signals) + fts index
+            embeddings.npy          float32 [n, d], unit rows (zero rows: not embedded yet), row i = row_id i
+            ids.npy                 memory ids, row-aligned with embeddings.npy
+            embedded.npy            bool [n]: the row has an embedding
+            strength.npy            float32 [n]: the retrieval-strength prior in [0, 1]
+            lexical.npz             the fts index's postings as CSR (term -> rows, tf) and document lengths
+            graph.npz               the association graph as CSR (row -> neighbour rows, strength, link type)
+            manifest.json           format, embedding model/dim, counts, created_at, what the store had
+
+A version is written to a temporary directory, renamed into place, and only then named in CURRENT, so a reader
+sees either the old or the new snapshot, never a partial one. Any number of processes read it at once. Old
+versions are removed after publishing (the newest `KEEP_VERSIONS` and the current one stay).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+SNAPSHOT_FORMAT = 1
+CURRENT_FILE = "CURRENT"
+MANIFEST_FILE = "manifest.json"
+DATABASE_FILE = "snapshot.duckdb"
+KEEP_VERSIONS = 2
+FTS_TABLE = "memories"
+FTS_STEMMER = "porter"
+FTS_STOPWORDS = "english"
+# Letters and digits of any script are kept (the fts default keeps only a-z, dropping "2023" or "LH1234").
+FTS_IGNORE = r"[^\p{L}\p{N}]+"
+LINK_TYPES = ("hebbian", "semantic", "temporal", "creative")
+RECENCY_HALF_LIFE_DAYS = 30.0
+_STALE_TMP_SECONDS = 3600
+
+
+class SnapshotUnavailable(RuntimeError):
+    """There is no published recall snapshot and none can be built now; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    version: str
+    path: Path
+    manifest: dict
+
+
+def recall_dir(settings) -> Path:
+    return settings.codex_home.expanduser().resolve() / "recall"
+
+
+def current_version(settings) -> str | None:
+    """The published version's name, or None before the first publish."""
+    try:
+        text = (recall_dir(settings) / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def current_snapshot_path(settings) -> Path | None:
+    version = current_version(settings)
+    if version is None:
+        return None
+    path = recall_dir(settings) / version
+    return path if (path / MANIFEST_FILE).exists() else None
+
+
+# ---- reading the store -----------------------------------------------------------------------------------
+
+def _columns(con, schema: str, table: str) -> set[str]:
+    rows = con.execute(
+        "select column_name from duckdb_columns() where database_name = current_database() "
+        "and schema_name = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _read_memories(con):
+    import pyarrow as pa
+
+    if not _columns(con, "raw", "memories"):
+        return pa.table({"id": pa.array([], pa.string()), "content": pa.array([], pa.string()),
+                         "created_at": pa.array([], pa.timestamp("us")), "metadata": pa.array([], pa.string())})
+    return con.execute(
+        """
+        select id, content, created_at, coalesce(metadata::varchar, '{}') as metadata
+        from raw.memories
+        where deleted_at is null
+        order by created_at, id
+        """
+    ).fetch_arrow_table()
+
+
+def _embedding_source(settings) -> tuple[str | None, str | None]:
+    """(model key, embedding model) the query embedder uses; (None, None) if enrichment is unavailable."""
+    try:
+        from codex_dreams.enrichment import active_embedding_model, active_model_key
+    except ImportError:
+        return None, None
+    return active_model_key(settings), active_embedding_model(settings)
+
+
+def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | None):
+    """float32 [n, d] unit rows aligned with row_id (zero rows where no current embedding), and d."""
+    columns = _columns(con, "enriched", "memory_enrichment")
+    if n == 0 or model_key is None or not {"embedding", "model", "content_hash", "embedding_model"} <= columns:
+        return None, 0, 0
+    # The row of the active model key whose content hash is current (an edited memory's old vector is stale).
+    result = con.execute(
+        """
+        select r.row_id, e.embedding
+        from snapshot_rows as r
+        join raw.memories as m on m.id = r.id
+        join enriched.memory_enrichment as e on e.memory_id = r.id
+        where e.model = ? and e.embedding_model = ? and e.embedding is not null
+          and e.content_hash = left(sha256(m.content), 32)
+        """,
+        [model_key, embedding_model],
+    ).fetch_arrow_table()
+    if result.num_rows == 0:
+        return None, 0, 0
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    vectors = result.column("embedding").combine_chunks()
+    lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+    dim = int(np.bincount(lengths).argmax())  # one model, one dimension; anything else is skipped
+    keep = lengths == dim
+    rows = result.column("row_id").to_numpy()[keep]
+    flat = pc.list_flatten(vectors.filter(pa.array(keep))).to_numpy(zero_copy_only=False)
+    matrix = np.zeros((n, dim), dtype=np.float32)
+    matrix[rows] = flat.astype(np.float32, copy=False).reshape(-1, dim)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.divide(matrix, norms, out=matrix, where=norms > 0)
+    return matrix, dim, int(keep.sum())
+
+
+def _read_strength_inputs(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Per-row LTM columns and access counts, whatever of them the store has."""
+    out: dict[str, np.ndarray] = {}
+    found: dict = {"ltm_columns": [], "access_log": False}
+    ltm = _columns(con, "long_term_memory", "ltm_memories")
+    if n and "memory_id" in ltm:
+        wanted = [c for c in ("retrieval_strength", "strength", "stability", "category", "cluster_id") if c in ltm]
+        found["ltm_columns"] = wanted
+        if wanted:
+            select = ", ".join(f"l.{c}" for c in wanted)
+            result = con.execute(
+                f"""
+                select r.row_id, {select}
+                from snapshot_rows as r
+                join (select * from long_term_memory.ltm_memories qualify row_number() over (partition by memory_id) = 1) as l
+                  on l.memory_id = r.id
+                """
+            ).fetch_arrow_table()
+            rows = result.column("row_id").to_numpy()
+            for name in wanted:
+                column = result.column(name)
+                if name in ("category", "cluster_id"):
+                    values = np.full(n, None, dtype=object)
+                    values[rows] = [None if v is None else str(v) for v in column.to_pylist()]
+                else:
+                    values = np.full(n, np.nan, dtype=np.float64)
+                    values[rows] = np.asarray(column.to_pylist(), dtype=np.float64)
+                out[name] = values
+    access = _columns(con, "long_term_memory", "access_log")
+    if n and {"memory_id", "accessed_at"} <= access:
+        found["access_log"] = True
+        result = con.execute(
+            """
+            select r.row_id, count(*) as accesses, max(a.accessed_at) as last_accessed_at
+            from snapshot_rows as r join long_term_memory.access_log as a on a.memory_id = r.id
+            group by r.row_id
+            """
+        ).fetch_arrow_table()
+        counts = np.zeros(n, dtype=np.int64)
+        counts[result.column("row_id").to_numpy()] = result.column("accesses").to_numpy()
+        out["access_count"] = counts
+        last = np.full(n, None, dtype=object)
+        last[result.column("row_id").to_numpy()] = result.column("last_accessed_at").to_pylist()
+        out["last_accessed_at"] = last
+    return out, found
+
+
+def strength_prior(created_at_s: np.ndarray, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, float | None]:
+    """The retrieval-strength signal in [0, 1] per memory (docs/recall.md, "strength").
+
+    0.4 x consolidation (LTM retrieval_strength, else LTM strength, else stability relative to the largest)
+    + 0.3 x recency (half-life 30 days, measured from the newest memory in the snapshot: event time)
+    + 0.3 x practice (1 - exp(-accesses / 3), the testing effect).
+    """
+    n = len(created_at_s)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32), None
+    consolidation = np.zeros(n, dtype=np.float64)
+    filled = np.zeros(n, dtype=bool)
+    for name in ("retrieval_strength", "strength"):
+        values = inputs.get(name)
+        if values is not None:
+            take = ~filled & ~np.isnan(values)
+            consolidation[take] = np.clip(values[take], 0.0, 1.0)
+            filled |= take
+    stability = inputs.get("stability")
+    if stability is not None:
+        take = ~filled & ~np.isnan(stability) & (stability > 0)
+        if take.any():
+            consolidation[take] = np.clip(stability[take] / np.nanmax(stability[take]), 0.0, 1.0)
+    reference = float(np.max(created_at_s))
+    age_days = np.maximum(reference - created_at_s, 0.0) / 86400.0
+    recency = np.power(0.5, age_days / RECENCY_HALF_LIFE_DAYS)
+    accesses = inputs.get("access_count")
+    practice = 1.0 - np.exp(-accesses / 3.0) if accesses is not None else np.zeros(n)
+    prior = 0.4 * consolidation + 0.3 * recency + 0.3 * practice
+    return np.clip(prior, 0.0, 1.0).astype(np.float32), reference
+
+
+def _read_graph(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The association graph as CSR over row ids, both directions, each row's links strongest first."""
+    empty = {"indptr": np.zeros(n + 1, dtype=np.int64), "indices": np.zeros(0, dtype=np.int32),
+             "weights": np.zeros(0, dtype=np.float32), "types": np.zeros(0, dtype=np.int8)}
+    columns = _columns(con, "consolidation", "associations")
+    info = {"table": bool(columns), "links": 0, "link_types": list(LINK_TYPES)}
+    if n == 0 or not {"memory_a", "memory_b", "strength"} <= columns:
+        return empty, info
+    link_type = "coalesce(s.link_type::varchar, 'unknown')" if "link_type" in columns else "'unknown'"
+    result = con.execute(
+        f"""
+        select a.row_id as src, b.row_id as dst, s.strength::float as strength, {link_type} as link_type
+        from consolidation.associations as s
+        join snapshot_rows as a on a.id = s.memory_a
+        join snapshot_rows as b on b.id = s.memory_b
+        where s.strength > 0 and a.row_id <> b.row_id
+        """
+    ).fetch_arrow_table()
+    if result.num_rows == 0:
+        return empty, info
+    src = result.column("src").to_numpy().astype(np.int64)
+    dst = result.column("dst").to_numpy().astype(np.int64)
+    strength = np.clip(result.column("strength").to_numpy().astype(np.float32), 0.0, 1.0)
+    names = result.column("link_type").to_pylist()
+    type_names = list(LINK_TYPES) + sorted({t for t in names if t not in LINK_TYPES})
+    codes = {name: i for i, name in enumerate(type_names)}
+    types = np.array([codes[t] for t in names], dtype=np.int8)
+    # undirected: every link is followed from either end
+    src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+    strength, types = np.concatenate([strength, strength]), np.concatenate([types, types])
+    order = np.lexsort((-strength, src))
+    src, dst, strength, types = src[order], dst[order], strength[order], types[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    info.update(links=int(result.num_rows), link_types=type_names)
+    return {"indptr": indptr, "indices": dst.astype(np.int32), "weights": strength, "types": types}, info
+
+
+# ---- writing a version -----------------------------------------------------------------------------------
+
+def _write_database(path: Path, table, extension_dir: Path | None) -> dict:
+    """snapshot.duckdb with the memories and a BM25 index; returns the index's postings as CSR arrays."""
+    from codex_dreams.store import connect, load_extension
+
+    con = connect(path, extension_dir=extension_dir, wait_seconds=0)
+    try:
+        load_extension(con, "fts")
+        con.register("snapshot_table", table)
+        con.execute("create table memories as select * from snapshot_table order by row_id")
+        con.unregister("snapshot_table")
+        con.execute(
+            f"pragma create_fts_index('{FTS_TABLE}', 'row_id', 'content', stemmer='{FTS_STEMMER}', "
+            f"stopwords='{FTS_STOPWORDS}', ignore='{FTS_IGNORE}', strip_accents=1, lower=1, overwrite=1)"
+        )
+        n = table.num_rows
+        num_docs, avgdl = con.execute(f"select num_docs, avgdl from fts_main_{FTS_TABLE}.stats").fetchone()
+        terms = con.execute(f"select count(*) from fts_main_{FTS_TABLE}.dict").fetchone()[0]
+        postings = con.execute(
+            f"""
+            select t.termid, d.name as row_id, count(*)::float as tf
+            from fts_main_{FTS_TABLE}.terms as t join fts_main_{FTS_TABLE}.docs as d on d.docid = t.docid
+            group by t.termid, d.name
+            order by t.termid, d.name
+            """
+        ).fetchnumpy()
+        lengths = con.execute(f"select name, len from fts_main_{FTS_TABLE}.docs").fetchnumpy()
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    termids = postings["termid"].astype(np.int64)
+    term_indptr = np.zeros(int(terms) + 1, dtype=np.int64)
+    if len(termids):
+        np.cumsum(np.bincount(termids, minlength=int(terms)), out=term_indptr[1:])
+    doc_len = np.zeros(n, dtype=np.float32)
+    doc_len[lengths["name"].astype(np.int64)] = lengths["len"].astype(np.float32)
+    return {
+        "term_indptr": term_indptr,
+        "rows": postings["row_id"].astype(np.int32),
+        "tf": postings["tf"].astype(np.float32),
+        "doc_len": doc_len,
+        "num_docs": np.array(int(num_docs or 0), dtype=np.int64),
+        "avgdl": np.array(float(avgdl) if avgdl is not None else 0.0, dtype=np.float64),
+    }
+
+
+def _new_version() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def build_snapshot(con, settings, *, keep: int = KEEP_VERSIONS, log=None) -> SnapshotInfo:
+    """Read the store through `con` (read-only is enough), write a new version and publish it.
+
+    Degrades gracefully: a store without embeddings, LTM tables, an access log or associations still yields a
+    snapshot (those signals are then zero for every memory, and the manifest says what was missing).
+    """
+    import pyarrow as pa
+
+    started = time.perf_counter()
+    root = recall_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    memories = _read_memories(con)
+    n = memories.num_rows
+    row_ids = pa.array(np.arange(n, dtype=np.int32))
+    con.register("snapshot_rows", pa.table({"row_id": row_ids, "id": memories.column("id")}))
+    try:
+        model_key, embedding_model = _embedding_source(settings)
+        embeddings, dim, embedded = _read_embeddings(con, n, model_key, embedding_model)
+        inputs, found = _read_strength_inputs(con, n)
+        graph, graph_info = _read_graph(con, n)
+    finally:
+        con.unregister("snapshot_rows")
+    if embeddings is None:  # nothing embedded yet: dense recall is off for this snapshot
+        dim = 0
+        embeddings = np.zeros((n, 0), dtype=np.float32)
+    created = memories.column("created_at").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    created_s = created.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
+    prior, reference = strength_prior(created_s, inputs)
+
+    columns = {
+        "row_id": row_ids,
+        "id": memories.column("id"),
+        "content": memories.column("content"),
+        "created_at": memories.column("created_at"),
+        "metadata": memories.column("metadata"),
+        "strength": pa.array(prior, pa.float32()),
+    }
+    for name in ("retrieval_strength", "stability"):
+        if name in inputs:
+            columns[name] = pa.array(inputs[name], pa.float64(), from_pandas=True)
+    for name in ("category", "cluster_id"):
+        if name in inputs:
+            columns[name] = pa.array(inputs[name].tolist(), pa.string())
+    if "access_count" in inputs:
+        columns["access_count"] = pa.array(inputs["access_count"], pa.int64())
+        columns["last_accessed_at"] = pa.array(inputs["last_accessed_at"].tolist(), pa.timestamp("us"))
+    table = pa.table(columns)
+
+    version = _new_version()
+    tmp = root / f".tmp-{version}"
+    tmp.mkdir()
+    try:
+        lexical = _write_database(tmp / DATABASE_FILE, table, settings.extension_dir)
+        np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
+        ids = np.array(memories.column("id").to_pylist(), dtype=str) if n else np.zeros(0, dtype="U1")
+        np.save(tmp / "ids.npy", ids)
+        np.save(tmp / "strength.npy", prior)
+        np.save(tmp / "embedded.npy", np.any(embeddings != 0, axis=1) if dim else np.zeros(n, dtype=bool))
+        np.savez(tmp / "lexical.npz", **lexical)
+        np.savez(tmp / "graph.npz", **graph)
+        manifest = {
+            "format": SNAPSHOT_FORMAT,
+            "version": version,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "memories": n,
+            "embedding": {"model_key": model_key, "model": embedding_model, "dim": int(dim),
+                          "embedded": embedded},
+            "lexical": {"index": f"fts_main_{FTS_TABLE}", "stemmer": FTS_STEMMER, "stopwords": FTS_STOPWORDS,
+                        "ignore": FTS_IGNORE, "terms": int(len(lexical["term_indptr"]) - 1),
+                        "num_docs": int(lexical["num_docs"]), "avgdl": float(lexical["avgdl"])},
+            "graph": graph_info,
+            "strength": {"reference_time": (datetime.fromtimestamp(reference, timezone.utc).isoformat()
+                                             if reference is not None else None),
+                         "recency_half_life_days": RECENCY_HALF_LIFE_DAYS, **found},
+            "build_seconds": None,
+        }
+        manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        final = root / version
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _publish(root, version)
+    removed = collect_garbage(settings, keep=keep)
+    if log:
+        log(f"recall snapshot {version}: {n} memories, {embedded} embedded (d={dim}), "
+            f"{graph_info['links']} links, {manifest['build_seconds']} s; removed {len(removed)} old versions")
+    return SnapshotInfo(version=version, path=final, manifest=manifest)
+
+
+def _publish(root: Path, version: str) -> None:
+    pointer = root / f".{CURRENT_FILE}-{uuid.uuid4().hex}"
+    with open(pointer, "w", encoding="utf-8") as handle:
+        handle.write(version + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(pointer, root / CURRENT_FILE)
+    try:  # make the rename itself durable
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def collect_garbage(settings, *, keep: int = KEEP_VERSIONS) -> list[str]:
+    """Remove all but the newest `keep` versions (never the current one) and stale temporary directories."""
+    root = recall_dir(settings)
+    if not root.exists():
+        return []
+    current = current_version(settings)
+    versions = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    doomed = [v for v in versions[:-keep] if v != current] if keep > 0 else [v for v in versions if v != current]
+    now = time.time()
+    for path in root.iterdir():
+        if path.name.startswith(".tmp-") and now - path.stat().st_mtime > _STALE_TMP_SECONDS:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(f".{CURRENT_FILE}-") and now - path.stat().st_mtime > _STALE_TMP_SECONDS:
+            path.unlink(missing_ok=True)
+    for name in doomed:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return doomed
+
+
+def build_from_store(settings, *, wait_seconds: float = 2.0) -> SnapshotInfo:
+    """The fallback before any pipeline run published a snapshot: build one from the store if it can be opened.
+
+    Raises SnapshotUnavailable when the store does not exist or another process holds it.
+    """
+    from codex_dreams.store import StoreBusyError, connect
+
+    path = settings.database_path
+    if not path.exists():
+        raise SnapshotUnavailable(
+            "no recall snapshot yet and no memory store; remember or import memories, then run "
+            "`codex consolidate` or wait for the pipeline"
+        )
+    try:
+        con = connect(path, read_only=True, extension_dir=settings.extension_dir, wait_seconds=wait_seconds)
+    except StoreBusyError:
+        raise SnapshotUnavailable(
+            "no recall snapshot yet; run `codex consolidate` or wait for the pipeline "
+            "(the memory store is busy, so one cannot be built now)"
+        ) from None
+    try:
+        return build_snapshot(con, settings)
+    finally:
+        con.close()
+

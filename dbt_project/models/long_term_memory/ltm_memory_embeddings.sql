@@ -1,0 +1,42 @@
+-- The vectors recall searches: one embedding per live memory (every stage, not only long-term memory),
+-- chosen like working memory chooses enrichment (the var enrichment_model if set, else the latest row), with
+-- the memory's long-term retrieval strength when it has one (null before consolidation moved it).
+-- Recall should read this table (dense search) and weight hits by retrieval_strength.
+with memories as (
+    select id as memory_id, created_at from {{ source('raw', 'memories') }} where deleted_at is null
+),
+
+enrichment as (
+    select memory_id, model, embedding_model, embedding_dim, embedding
+    from {{ source('enriched', 'memory_enrichment') }}
+    where embedding is not null and len(embedding) > 0
+    qualify row_number() over (
+        partition by memory_id
+        order by
+            {% if var('enrichment_model', none) %}(model = '{{ var("enrichment_model") }}') desc,{% endif %}
+            enriched_at desc,
+            model
+    ) = 1
+),
+
+ltm as (
+    select memory_id, retrieval_strength, category from {{ ref('ltm_memories') }}
+),
+
+final as (
+    select
+        m.memory_id,
+        m.created_at,
+        e.model,
+        e.embedding_model,
+        len(e.embedding) as embedding_dim,
+        e.embedding,
+        l.memory_id is not null as in_long_term_memory,
+        l.category,
+        l.retrieval_strength
+    from memories as m
+    inner join enrichment as e on e.memory_id = m.memory_id
+    left join ltm as l on l.memory_id = m.memory_id
+)
+
+select * from final

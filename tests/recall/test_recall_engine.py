@@ -1,0 +1,173 @@
+"""Recall over a scripted store with real MiniLM embeddings: each signal finds what it should, fusion and
+explanations say why, the weights come from the environment, and nothing breaks on a thin store."""
+
+from __future__ import annotations
+
+import pytest
+from recall_store import BILLS, CORPUS, FERRY, KITTEN, TOMATO, ZOLTAN, publish, write_store
+
+from codex_dreams.recall.config import SIGNALS, RecallWeights, load_weights
+from codex_dreams.recall.engine import InvalidQuery, Recaller
+from codex_dreams.recall.lexical import tokenize
+
+
+def _stems(engine, text: str) -> set[str]:
+    tokens = tokenize(text)
+    cursor = engine.snapshot().cursor()
+    rows = cursor.execute(
+        "select stem(unnest($t::varchar[]), 'porter') as s except select sw from fts_main_memories.stopwords",
+        {"t": tokens}).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_a_paraphrase_with_no_shared_word_finds_its_memory_by_meaning(engine):
+    query = "brought home a new feline companion"
+    assert not _stems(engine, query) & _stems(engine, KITTEN.text), "the query must share no indexed word"
+    response = engine.recall(query, 5, explain=True)
+    top = response[0]
+    assert top.memory_id == KITTEN.id
+    assert top.signals["lexical"] == 0.0 and top.signals["dense"] > 0.4
+    assert top.explanation["brought_by"] == ["dense"]
+    assert top.explanation["dense"]["rank"] == 1
+    # a memory sharing the words "new" and "home" is found lexically, but ranks below the meaning match
+    home = next(r for r in response if r.memory_id == "home")
+    assert home.signals["lexical"] > 0 and home.rank > top.rank
+
+
+def test_an_exact_rare_name_finds_its_memory_lexically(engine):
+    response = engine.recall("Kovacsevic", 3, explain=True)
+    top = response[0]
+    assert top.memory_id == ZOLTAN.id
+    assert "lexical" in top.explanation["brought_by"]
+    assert top.explanation["lexical"]["rank"] == 1 and top.explanation["lexical"]["bm25"] > 0
+    assert all(r.signals["lexical"] == 0 for r in response[1:])  # nobody else has the name
+
+
+def test_a_memory_linked_to_the_top_hit_is_recalled_through_the_association(engine, recall_store):
+    query = "ferry tickets to Hydra"
+    response = engine.recall(query, 5, explain=True)
+    assert response[0].memory_id == FERRY.id
+    bills = next(r for r in response if r.memory_id == BILLS.id)
+    assert bills.explanation["brought_by"] == ["associative"] or "associative" in bills.explanation["brought_by"]
+    assert bills.signals["associative"] > 0.3
+    first = bills.explanation["links"][0]
+    assert first["seed"] == FERRY.id
+    assert first["path"] == [{"from": FERRY.id, "to": BILLS.id, "link_type": "hebbian", "strength": 0.9}]
+    assert f"associative via {FERRY.id} (hebbian 0.90)" in bills.explanation["summary"]
+    assert bills.rank > response[0].rank  # a linked memory ranks below the memory that brought it
+
+    # without the associative signal the linked memory is not recalled: the link alone brought it
+    plain = Recaller(recall_store, weights=RecallWeights(associative=0))
+    assert BILLS.id not in plain.recall(query, 5).memory_ids
+    plain.close()
+
+
+def test_two_hops_of_spreading_activation_are_explained_as_a_path(engine):
+    response = engine.recall("ferry tickets to Hydra", 5, explain=True)
+    tomato = next(r for r in response if r.memory_id == TOMATO.id)
+    path = tomato.explanation["links"][0]["path"]
+    assert [(step["from"], step["to"], step["link_type"]) for step in path] == [
+        (FERRY.id, BILLS.id, "hebbian"), (BILLS.id, TOMATO.id, "temporal")]
+    bills = next(r for r in response if r.memory_id == BILLS.id)
+    assert tomato.signals["associative"] < bills.signals["associative"]  # decays per hop
+
+
+def test_scores_are_the_weighted_sum_of_signals_best_first(engine):
+    response = engine.recall("music practice at home", 10, explain=True)
+    assert len(response) == 10
+    weights = engine.weights
+    for result in response:
+        assert all(0.0 <= result.signals[name] <= 1.0 for name in SIGNALS)
+        contributions = result.explanation["contributions"]
+        for name in SIGNALS:
+            assert contributions[name] == pytest.approx(getattr(weights, name) * result.signals[name] / weights.total,
+                                                        abs=1e-6)
+        assert result.score == pytest.approx(sum(contributions.values()), abs=1e-5)
+    scores = [r.score for r in response]
+    assert scores == sorted(scores, reverse=True)
+    assert [r.rank for r in response] == list(range(1, 11))
+    assert len(set(response.memory_ids)) == 10
+
+
+def test_results_carry_the_stored_memory(engine):
+    top = engine.recall("Flight LH1234 to Zurich", 1)[0]
+    assert top.memory_id == "flight"
+    assert top.content.startswith("Flight LH1234 to Zurich")
+    assert top.metadata == {"kind": "travel"}
+    assert top.created_at.isoformat() == "2025-03-05T09:00:00"
+
+
+def test_k_and_text_are_validated(engine):
+    for bad_k in (0, -1, 1001, 2.5, True, "3"):
+        with pytest.raises(InvalidQuery):
+            engine.recall("anything", bad_k)
+    for bad_text in ("", "   ", None, "x" * 2001, "a\x00b"):
+        with pytest.raises(InvalidQuery):
+            engine.recall(bad_text, 3)
+    assert len(engine.recall("anything at all", 1000)) == len(CORPUS)  # k larger than the store
+
+
+def test_weights_come_from_the_environment(monkeypatch, recall_store):
+    from codex_dreams.settings import SettingsError
+
+    monkeypatch.setenv("CODEX_RECALL_W_LEXICAL", "0")
+    monkeypatch.setenv("CODEX_RECALL_W_DENSE", "2")
+    weights = load_weights()
+    assert (weights.dense, weights.lexical, weights.associative, weights.strength) == (2.0, 0.0, 0.25, 0.1)
+    response = Recaller(recall_store).recall("Kovacsevic", 3, explain=True)
+    assert all(r.explanation["contributions"]["lexical"] == 0 for r in response)
+
+    monkeypatch.setenv("CODEX_RECALL_W_STRENGTH", "-1")
+    with pytest.raises(SettingsError, match="CODEX_RECALL_W_STRENGTH"):
+        load_weights()
+    monkeypatch.setenv("CODEX_RECALL_W_STRENGTH", "lots")
+    with pytest.raises(SettingsError, match="CODEX_RECALL_W_STRENGTH"):
+        load_weights()
+    for name in ("DENSE", "LEXICAL", "ASSOCIATIVE", "STRENGTH"):
+        monkeypatch.setenv(f"CODEX_RECALL_W_{name}", "0")
+    with pytest.raises(SettingsError, match="at least one recall weight must be positive"):
+        load_weights()
+
+
+def test_retrieval_strength_and_practice_raise_a_memory(settings, corpus_vectors):
+    """Two equally relevant memories: the consolidated, often recalled one ranks first."""
+    write_store(settings, CORPUS, corpus_vectors, [], ltm={"piano": 0.95, "guitar": 0.05},
+                accesses={"piano": 6})
+    info = publish(settings)
+    assert info.manifest["strength"]["ltm_columns"] == ["retrieval_strength", "strength", "stability", "category",
+                                                         "cluster_id"]
+    engine = Recaller(settings, weights=RecallWeights(dense=0, lexical=0, associative=0, strength=1))
+    response = engine.recall("music", 2)
+    assert response.memory_ids[0] == "piano"
+    assert response[0].signals["strength"] > response[1].signals["strength"]
+
+
+def test_a_store_without_embeddings_or_links_still_answers_lexically(settings):
+    write_store(settings, CORPUS, None, [])
+    info = publish(settings)
+    assert info.manifest["embedding"]["embedded"] == 0 and info.manifest["graph"]["links"] == 0
+    response = Recaller(settings).recall("Kovacsevic conference", 3, explain=True)
+    assert response[0].memory_id == ZOLTAN.id
+    assert response[0].signals["dense"] == 0.0
+    assert any("dense recall is off" in w for w in response.warnings)
+
+
+def test_an_empty_store_answers_with_nothing(settings):
+    from codex_dreams.store import open_store
+
+    with open_store(settings):
+        pass
+    publish(settings)
+    response = Recaller(settings).recall("anything", 5)
+    assert response.results == [] and response.snapshot
+
+
+def test_a_snapshot_from_another_embedding_model_turns_dense_off_with_a_warning(settings, corpus_vectors):
+    write_store(settings, CORPUS, corpus_vectors, [])
+    publish(settings)
+    engine = Recaller(settings)
+    engine._embedding_model = "some-other-model"  # as if EMBEDDING_MODEL had changed since the snapshot
+    response = engine.recall("Kovacsevic", 2)
+    assert response[0].memory_id == ZOLTAN.id
+    assert response[0].signals["dense"] == 0.0
+    assert any("some-other-model" in w for w in response.warnings)

@@ -1,0 +1,159 @@
+"""The recall snapshot: what is published, how (atomically, old versions collected), and that its lexical
+index scores exactly like DuckDB's own match_bm25."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import duckdb
+import numpy as np
+import pytest
+from recall_store import CORPUS, publish
+
+from codex_dreams.recall.lexical import tokenize
+from codex_dreams.recall.snapshot import (
+    CURRENT_FILE,
+    SnapshotUnavailable,
+    build_from_store,
+    current_snapshot_path,
+    current_version,
+    recall_dir,
+)
+
+
+def test_a_published_version_holds_everything_recall_needs(recall_store, corpus_vectors):
+    path = current_snapshot_path(recall_store)
+    assert path is not None and path.parent == recall_dir(recall_store)
+    names = {p.name for p in path.iterdir()}
+    assert {"snapshot.duckdb", "embeddings.npy", "ids.npy", "embedded.npy", "strength.npy", "lexical.npz",
+            "graph.npz", "manifest.json"} <= names
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["memories"] == len(CORPUS)
+    assert manifest["embedding"] == {"model_key": "offline|heuristics-v1|all-MiniLM-L6-v2-onnx-int8",
+                                     "model": "all-MiniLM-L6-v2-onnx-int8", "dim": 384, "embedded": len(CORPUS)}
+    assert manifest["graph"]["links"] == 3
+    embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
+    ids = np.load(path / "ids.npy")
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(CORPUS), 384)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    # row-aligned: row i is the stored vector of ids[i]
+    by_id = {m.id: v for m, v in zip(CORPUS, corpus_vectors)}
+    for i, memory_id in enumerate(ids):
+        np.testing.assert_allclose(embeddings[i], by_id[str(memory_id)], atol=1e-6)
+    # the DuckDB file opens read-only and carries the fts index
+    con = duckdb.connect(str(path / "snapshot.duckdb"), read_only=True)
+    assert con.execute("select count(*) from memories").fetchone()[0] == len(CORPUS)
+    assert con.execute("select list(row_id order by row_id) = range(0, ?) from memories",
+                       [len(CORPUS)]).fetchone()[0]
+    assert con.execute("select count(*) from fts_main_memories.docs").fetchone()[0] == len(CORPUS)
+    con.close()
+
+
+def test_the_graph_is_symmetric_csr_strongest_first(recall_store):
+    path = current_snapshot_path(recall_store)
+    ids = [str(x) for x in np.load(path / "ids.npy")]
+    with np.load(path / "graph.npz") as graph:
+        indptr, indices, weights = graph["indptr"], graph["indices"], graph["weights"]
+    edges = {(ids[row], ids[indices[j]], round(float(weights[j]), 3))
+             for row in range(len(ids)) for j in range(indptr[row], indptr[row + 1])}
+    assert {("ferry", "bills", 0.9), ("bills", "ferry", 0.9), ("bills", "tomato", 0.8),
+            ("tomato", "bills", 0.8)} <= edges
+    bills = ids.index("bills")
+    assert list(weights[indptr[bills]:indptr[bills + 1]]) == sorted(weights[indptr[bills]:indptr[bills + 1]],
+                                                                      reverse=True)
+
+
+def test_publishing_replaces_current_and_keeps_the_last_two(recall_store):
+    first = current_version(recall_store)
+    versions = [publish(recall_store).version for _ in range(3)]
+    assert current_version(recall_store) == versions[-1] != first
+    kept = sorted(p.name for p in recall_dir(recall_store).iterdir() if p.is_dir())
+    assert kept == sorted(versions[-2:])
+    assert not [p for p in recall_dir(recall_store).iterdir() if p.name.startswith(".")]  # no temp leftovers
+    assert (recall_dir(recall_store) / CURRENT_FILE).read_text().strip() == versions[-1]
+
+
+def test_readers_keep_answering_while_new_versions_are_published(recall_store):
+    from codex_dreams.recall.engine import Recaller
+
+    engine = Recaller(recall_store)
+    errors, seen = [], set()
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                response = engine.recall("ferry tickets to Hydra", 3, log=False)
+                assert response[0].memory_id == "ferry"
+                seen.add(response.snapshot)
+            except Exception as error:  # pragma: no cover - reported below
+                errors.append(repr(error))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for _ in range(4):
+            publish(recall_store)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+    assert errors == []
+    assert len(seen) >= 2  # the readers moved to newer versions as they were published
+
+
+def test_without_a_snapshot_recall_builds_one_from_a_free_store(settings, corpus_vectors):
+    from recall_store import write_store
+
+    from codex_dreams.api import recall
+
+    write_store(settings, CORPUS, corpus_vectors, [])
+    assert current_version(settings) is None
+    response = recall("Kovacsevic", 1, settings=settings, log=False)
+    assert response[0].memory_id == "zoltan"
+    assert current_version(settings) == response.snapshot
+
+
+def test_without_a_snapshot_or_a_store_the_error_says_what_to_do(settings):
+    with pytest.raises(SnapshotUnavailable, match="no recall snapshot yet"):
+        build_from_store(settings)
+
+
+# ---- lexical parity with DuckDB's fts ----------------------------------------------------------------------
+
+TRICKY = [
+    "Café Über straße naïve coöperate İstanbul ΣΑΣ Москва 東京タワー ١٢٣ e\u0301 x_y a-b don't it’s 😀emoji",
+    "Flight LH1234 at 7:45, gate B12 (terminal 2)", "ﬁne ½ ² Ⅻ Ångström ŁÓDŹ", "tab\tnew\nline\u00a0nbsp",
+    "", "   ", "!!!", "UPPER lower MiXeD", "e-mail: someone@example.com; https://example.com/a?b=c",
+]
+
+
+def test_the_query_tokenizer_is_the_fts_index_tokenizer(recall_store):
+    path = current_snapshot_path(recall_store)
+    from codex_dreams.store import load_extension
+
+    con = duckdb.connect(str(path / "snapshot.duckdb"), read_only=True,
+                         config={"extension_directory": str(recall_store.extension_dir)})
+    load_extension(con, "fts")
+    for text in TRICKY + [m.text for m in CORPUS]:
+        theirs = [t for t in con.execute("select fts_main_memories.tokenize(?)", [text]).fetchone()[0] if t]
+        assert tokenize(text) == theirs, text
+    con.close()
+
+
+@pytest.mark.parametrize("query", ["Kovacsevic", "ferry tickets to Hydra", "the new home office",
+                                   "LH1234 Zurich gate", "tomato plants balcony breakfast", "nothing matches zyxw"])
+def test_bm25_scores_equal_match_bm25(recall_store, query):
+    from codex_dreams.recall.engine import Recaller
+
+    engine = Recaller(recall_store)
+    snap = engine.snapshot()
+    cursor = snap.cursor()
+    ours, _ = snap.lexical.search(cursor, query)
+    theirs = dict(cursor.execute(
+        "select row_id, fts_main_memories.match_bm25(row_id, ?) from memories", [query]).fetchall())
+    for row in range(snap.n):
+        expected = theirs[row] or 0.0
+        assert ours[row] == pytest.approx(expected, rel=1e-9, abs=1e-12), (query, row)
