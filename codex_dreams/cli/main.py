@@ -290,6 +290,35 @@ def metrics(
     console.print(table)
 
 
+@app.command()
+@handle_errors
+def insights(
+    days: int = typer.Option(14, "--days", help="How many days before the newest memory to look at."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Patterns across recent episodes and clusters: topics, people, places, mood, central memories.
+
+    Stored in long_term_memory.insights with the memories each rests on. With an LLM configured it also
+    writes a few narrative insights.
+    """
+    from codex_dreams.insights import generate_insights
+
+    if days < 1:
+        _fail("--days must be at least 1", EXIT_BAD_INPUT)
+    report = generate_insights(get_settings(), days=days)
+    if as_json:
+        _print_json(report)
+        return
+    if not report["insights"]:
+        console.print("No memories yet: nothing to reflect on.")
+        return
+    console.print(f"Insights for {report['period_start'][:10]} .. {report['period_end'][:10]}:", highlight=False)
+    for insight in report["insights"]:
+        console.print(f"\n[bold]{insight['title']}[/] [dim]({insight['kind']}, "
+                      f"{len(insight['evidence'])} memories)[/]", highlight=False)
+        console.print(insight["body"], highlight=False)
+
+
 CONSOLIDATION_JOBS = {
     "working": "working_memory_job",
     "short_term": "short_term_memory_job",

@@ -200,8 +200,21 @@ class RemoteProvider:
         return retrying(self._attempt, method, path, body)
 
     # ---- API -------------------------------------------------------------------------------------------
-    def enrich(self, text: str) -> Enrichment:
+    def chat(self, system: str, user: str, schema: dict, schema_name: str) -> str:
+        """One chat completion constrained to a JSON schema; returns the raw content text."""
         raise NotImplementedError
+
+    def enrich(self, text: str) -> Enrichment:
+        return parse_enrichment(self.chat(SYSTEM_PROMPT, text, enrichment_json_schema(), "memory_enrichment"))
+
+    def complete_json(self, prompt: str, schema: dict, system: str = "Answer with JSON only.",
+                      schema_name: str = "answer") -> Any:
+        """A JSON answer to `prompt` under `schema` (InvalidOutputError if the reply is not JSON)."""
+        content = self.chat(system, prompt, schema, schema_name)
+        try:
+            return json.loads(content)
+        except (TypeError, ValueError):
+            raise InvalidOutputError(f"{self.name} answered with content that is not JSON") from None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
@@ -215,20 +228,19 @@ class OllamaProvider(RemoteProvider):
 
     name = "ollama"
 
-    def enrich(self, text: str) -> Enrichment:
+    def chat(self, system: str, user: str, schema: dict, schema_name: str) -> str:
         body = {
             "model": self.chat_model,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
-            "format": enrichment_json_schema(),
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "format": schema,
             "stream": False,
             "options": {"temperature": 0},
         }
         data = self._request("POST", "/api/chat", body)
         try:
-            content = data["message"]["content"]
+            return data["message"]["content"]
         except (KeyError, TypeError):
             raise InvalidOutputError("ollama /api/chat reply has no message.content") from None
-        return parse_enrichment(content)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         data = self._request("POST", "/api/embed", {"model": self.embedding_model, "input": list(texts)})
@@ -251,43 +263,45 @@ class OpenAIProvider(RemoteProvider):
         super().__init__(headers=headers, **kwargs)
         self._structured_output = True  # flips once if the server does not support json_schema
 
-    def _chat_body(self, text: str, structured: bool) -> dict:
-        system = SYSTEM_PROMPT
+    def _chat_body(self, system: str, user: str, schema: dict, schema_name: str, structured: bool) -> dict:
         if structured:
             response_format = {
                 "type": "json_schema",
-                "json_schema": {"name": "memory_enrichment", "strict": True, "schema": enrichment_json_schema()},
+                "json_schema": {"name": schema_name, "strict": True, "schema": schema},
             }
         else:
             # json_object mode cannot carry the schema, so the prompt does (and must mention JSON).
-            system += "\nThe JSON must match this JSON schema:\n" + json.dumps(enrichment_json_schema())
+            system += "\nThe JSON must match this JSON schema:\n" + json.dumps(schema)
             response_format = {"type": "json_object"}
         return {
             "model": self.chat_model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             "response_format": response_format,
             "temperature": 0,
         }
 
-    def enrich(self, text: str) -> Enrichment:
+    def chat(self, system: str, user: str, schema: dict, schema_name: str) -> str:
         if self._structured_output:
             try:
-                data = self._request("POST", "/chat/completions", self._chat_body(text, structured=True))
+                data = self._request("POST", "/chat/completions",
+                                     self._chat_body(system, user, schema, schema_name, structured=True))
             except RejectedError as error:
                 if error.status != 400:
                     raise
                 logger.info("openai: server rejected response_format json_schema (400); using json_object")
                 self._structured_output = False
-                data = self._request("POST", "/chat/completions", self._chat_body(text, structured=False))
+                data = self._request("POST", "/chat/completions",
+                                     self._chat_body(system, user, schema, schema_name, structured=False))
         else:
-            data = self._request("POST", "/chat/completions", self._chat_body(text, structured=False))
+            data = self._request("POST", "/chat/completions",
+                                 self._chat_body(system, user, schema, schema_name, structured=False))
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise InvalidOutputError("openai /chat/completions reply has no choices[0].message.content") from None
         if content is None:
             raise InvalidOutputError("openai /chat/completions reply has empty content (refusal?)")
-        return parse_enrichment(content)
+        return content
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         body = {"model": self.embedding_model, "input": list(texts), "encoding_format": "float"}

@@ -71,6 +71,7 @@ def write_store(settings, memories=CORPUS, vectors: np.ndarray | None = None, li
     from codex_dreams.store import open_store
 
     with open_store(settings) as con:
+        con.execute("begin transaction")  # one commit: statement-by-statement autocommit costs seconds
         for m in memories:
             created = T0 + timedelta(days=m.day)
             con.execute(
@@ -106,6 +107,7 @@ def write_store(settings, memories=CORPUS, vectors: np.ndarray | None = None, li
             for i in range(count):
                 con.execute("insert into long_term_memory.access_log values (?, ?, ?)",
                             [memory_id, T0 + timedelta(days=20), f"q{i}"])
+        con.execute("commit")
 
 
 def publish(settings):

@@ -101,7 +101,7 @@ def test_bad_input_is_one_error_line_and_exit_2(recall_store, args, expected):
 
 @pytest.mark.parametrize("content, expected", [
     ('{"id": 1, "text": "ok"}\n{"id": 2, "text": "   "}\n', "queries.jsonl line 2: the query text is empty"),
-    ('{"id": 1, "text": "ok"}\nnot json\n', "queries.jsonl line 2: not valid JSON"),
+    ('{"id": 1, "text": "ok"}\nnot json\n', "queries.jsonl line 2: not valid JSON (Expecting value)"),
     ('["a list"]\n', 'queries.jsonl line 1: expected an object like {"id": "q1", "text": "..."}'),
     ('{"id": 1}\n', 'queries.jsonl line 1: missing "text"'),
     ('{"id": [1], "text": "ok"}\n', 'queries.jsonl line 1: "id" must be a string or an integer'),

@@ -154,8 +154,8 @@ def stores(tmp_path_factory):
     return windowed, bulk
 
 
-def rows(settings, sql):
-    return query(settings, sql)
+def rows(settings, sql, params=None):
+    return query(settings, sql, params)
 
 
 def state(settings) -> dict:
