@@ -94,7 +94,9 @@ def build_args(config: DbtBuildConfig) -> list[str]:
     from codex_dreams.enrichment.cache import active_model_key
     from codex_dreams.settings import get_settings
 
-    args = ["build", "--vars", json.dumps({"enrichment_model": active_model_key(get_settings())})]
+    args = ["build", "--vars", json.dumps({"enrichment_model": active_model_key(get_settings())}),
+            # A rhythm builds one stage: skip tests that also touch a later stage's (maybe unbuilt) models.
+            "--indirect-selection", "cautious"]
     if config.full_refresh:
         args.append("--full-refresh")
     return args

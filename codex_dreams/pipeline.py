@@ -3,6 +3,7 @@ DAGSTER_HOME, so runs started here appear in the Dagster UI like scheduled ones.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -69,9 +70,14 @@ def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | N
     instance = dg.DagsterInstance.get()
     if log:
         log(f"Running {job_name} ...")
-    # Dagster's per-event DEBUG lines go to the run's event log (and the UI), not to the terminal.
+    # Dagster's per-event DEBUG lines go to the run's event log (and the UI), not to the terminal; dbt's
+    # progress lines (which dagster-dbt writes to stdout) go to $CODEX_HOME/logs/runs.log, so stdout stays
+    # clean for `--json`.
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
-    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.logs_dir / "runs.log").open("a", encoding="utf-8") as run_log, \
+            contextlib.redirect_stdout(run_log):
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
 
 
 def run_full_cycle(settings: Settings, *, log: Callable[[str], None] | None = None) -> dict:

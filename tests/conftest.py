@@ -15,7 +15,7 @@ ISOLATED_VARIABLES = {
     "POSTGRES_DB_URL": "",
     "CODEX_LLM_PROVIDER": "offline",
 }
-CLEARED_VARIABLES = ("DUCKDB_PATH", "DAGSTER_HOME", "OPENAI_API_KEY", "MAX_CONCURRENCY", "CODEX_TIMEZONE",
+CLEARED_VARIABLES = ("DUCKDB_PATH", "OPENAI_API_KEY", "MAX_CONCURRENCY", "CODEX_TIMEZONE",
                      "OLLAMA_URL", "OLLAMA_MODEL", "EMBEDDING_MODEL", "OLLAMA_TIMEOUT", "OPENAI_BASE_URL")
 
 
@@ -27,6 +27,8 @@ def codex_home(tmp_path, monkeypatch) -> Path:
         monkeypatch.setenv(name, value)
     for name in CLEARED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    # Set (not just cleared) so that code exporting DAGSTER_HOME for Dagster is undone after the test.
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
     monkeypatch.chdir(tmp_path)  # no developer .env is read
     return home
 

@@ -1,7 +1,8 @@
 """Dagster assets of recall (group long_term_memory): apply the testing effect, publish the recall snapshot.
 
 - `long_term_memory/access_log` drains the recall log (SQLite, written by every `codex query`) into
-  long_term_memory.access_log, where retrieval strength and consolidation read it.
+  long_term_memory.access_log, where retrieval strength and consolidation read it. Its key is the one the dbt
+  source `long_term_memory.access_log` gets by default, so `ltm_memories` runs after it.
 - `recall_snapshot` reads the store after the stages have run and publishes the read-only snapshot that
   `codex query` answers from (`codex_dreams.recall.snapshot`), so recall never waits on the pipeline.
 
@@ -9,7 +10,6 @@ Both write or read the DuckDB file, so both run in the `duckdb_writer` pool. Not
 import time.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -25,7 +25,7 @@ SNAPSHOT_DEPS = [
     dg.AssetKey("raw_memories"),
     dg.AssetKey("memory_enrichment"),
     dg.AssetKey([GROUP, "ltm_memories"]),
-    dg.AssetKey(["consolidation", "association_graph"]),
+    dg.AssetKey(["consolidation", "associations"]),
     ACCESS_LOG,
 ]
 

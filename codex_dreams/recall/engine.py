@@ -24,10 +24,11 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import duckdb
 import numpy as np
 
 from codex_dreams.recall import lexical as lexical_search
@@ -38,12 +39,14 @@ from codex_dreams.recall.snapshot import (
     DATABASE_FILE,
     MANIFEST_FILE,
     SnapshotUnavailable,
+    StringColumn,
     build_from_store,
     current_version,
     recall_dir,
 )
 
 MAX_QUERY_CHARS = 2_000
+_EPOCH = datetime(1970, 1, 1)
 _QUERY_CACHE_SIZE = 256
 
 
@@ -136,6 +139,9 @@ class Snapshot:
         self.ids = np.asarray(np.load(path / "ids.npy", mmap_mode="r"))
         self.strength = np.load(path / "strength.npy")
         self.embedded = np.load(path / "embedded.npy")
+        self.created_at = np.load(path / "created_at.npy", mmap_mode="r")
+        self.content = StringColumn(path / "content")
+        self.metadata = StringColumn(path / "metadata")
         with np.load(path / "lexical.npz") as arrays:
             self.lexical = lexical_search.LexicalIndex({k: arrays[k] for k in arrays.files}, self.n,
                                                        k1=shape.bm25_k1, b=shape.bm25_b)
@@ -143,6 +149,8 @@ class Snapshot:
             self.graph: AssociationGraph = load_graph(arrays, self.manifest["graph"]["link_types"])
         self._con = connect(path / DATABASE_FILE, read_only=True, extension_dir=extension_dir, wait_seconds=5)
         load_extension(self._con, "fts")
+        # Recall's only DuckDB query (the query terms) is tiny: one thread is faster, markedly so on a busy box
+        self._con.execute("set threads = 1")
 
     @property
     def dim(self) -> int:
@@ -159,19 +167,15 @@ class Snapshot:
         return str(self.ids[row])
 
     def fetch(self, rows: Sequence[int]) -> dict[int, tuple]:
-        """row -> (id, content, created_at, metadata dict)."""
-        if not len(rows):
-            return {}
-        cursor = self.cursor()
-        try:
-            # integers inlined: binding a Python parameter costs more than the lookup (see lexical.py)
-            fetched = cursor.execute(
-                "select row_id, id, content, created_at, metadata from memories "
-                f"where row_id in ({', '.join(str(int(r)) for r in rows)})"
-            ).fetchall()
-        finally:
-            cursor.close()
-        return {row[0]: (row[1], row[2], row[3], json.loads(row[4]) if row[4] else {}) for row in fetched}
+        """row -> (id, content, created_at, metadata dict), from the memory-mapped columns."""
+        out = {}
+        for row in rows:
+            row = int(row)
+            metadata = self.metadata[row]
+            out[row] = (self.memory_id(row), self.content[row],
+                        _EPOCH + timedelta(microseconds=int(self.created_at[row])),
+                        json.loads(metadata) if metadata else {})
+        return out
 
     def close(self) -> None:
         self._con.close()
@@ -204,7 +208,7 @@ class Recaller:
         self.shape = shape
         self.fallback_wait_seconds = fallback_wait_seconds
         self._snapshot: Snapshot | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._embedding_model: str | None | bool = False  # False: not looked up yet
 
@@ -225,7 +229,7 @@ class Recaller:
                 try:
                     opened = Snapshot(root / version, self.settings.extension_dir, self.shape)
                     break
-                except FileNotFoundError:  # removed between reading CURRENT and opening it: read CURRENT again
+                except (FileNotFoundError, duckdb.IOException):  # removed between reading CURRENT and opening it
                     version = current_version(self.settings)
                     if version is None or attempt == 2:
                         raise SnapshotUnavailable(
@@ -260,7 +264,9 @@ class Recaller:
                 f"the snapshot's embeddings are from {snap.embedding_model!r} but the configured model is "
                 f"{model!r}; dense recall is off until the next pipeline run")
             return None
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        with self._lock:
+            found = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             from codex_dreams.enrichment import EmbeddingUnavailable, embed_texts
 
@@ -269,12 +275,14 @@ class Recaller:
             except EmbeddingUnavailable as error:
                 warnings.append(f"the embedding model is unavailable ({error}); dense recall is off")
                 return None
-            for text, vector in zip(missing, vectors):
-                self._vectors[text] = vector
-                self._vectors.move_to_end(text)
-            while len(self._vectors) > _QUERY_CACHE_SIZE:
-                self._vectors.popitem(last=False)
-        matrix = np.stack([self._vectors[t] for t in texts])
+            found.update(zip(missing, vectors))
+            with self._lock:  # a small LRU of query vectors: repeated queries skip the model
+                for text in missing:
+                    self._vectors[text] = found[text]
+                    self._vectors.move_to_end(text)
+                while len(self._vectors) > _QUERY_CACHE_SIZE:
+                    self._vectors.popitem(last=False)
+        matrix = np.stack([found[t] for t in texts])
         if matrix.shape[1] != snap.dim:
             warnings.append(f"query vectors have {matrix.shape[1]} dimensions, the snapshot {snap.dim}; "
                             "dense recall is off until the next pipeline run")

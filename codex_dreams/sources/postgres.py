@@ -26,12 +26,14 @@ class SourceUnavailable(RuntimeError):
 
 def _scrub(text: str, url: str) -> str:
     """Remove the URL (and its password) from an error text."""
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     safe = text.replace(url, redact_url(url) or "")
     password = urlsplit(url).password
     if password:
-        safe = safe.replace(password, "***")
+        # as written in the URL and as libpq/DuckDB may echo it (percent-decoded)
+        for form in sorted({password, unquote(password)}, key=len, reverse=True):
+            safe = safe.replace(form, "***")
     return " ".join(safe.split())  # libpq messages span lines; errors here are one line
 
 

@@ -451,7 +451,10 @@ def _prune(con: duckdb.DuckDBPyConnection, weak) -> int:
 
 
 def _transfer(con: duckdb.DuckDBPyConnection, cycle: Cycle, threshold) -> int:
-    """Memories whose consolidation strength reached the threshold move to long-term memory (once)."""
+    """Memories whose consolidation strength reached the threshold move to long-term memory (once).
+    The threshold is read as a number once, in the transaction (a value that is not a number fails the cycle
+    here, whatever the data, and rolls everything back)."""
+    threshold = _sql(con, "select cast($threshold as double)", threshold=threshold).fetchone()[0]
     return _affected(con, f"""
         update {MEMORY_CONSOLIDATION}
         set consolidated_at = $as_of, consolidated_cycle_key = $key
@@ -505,7 +508,7 @@ def memory_embeddings(con: duckdb.DuckDBPyConnection, enrichment_model: str | No
         select m.memory_id, m.episode_id, c.embedding
         from members as m join chosen as c on c.memory_id = m.memory_id
         order by m.memory_id
-    """, model=enrichment_model or "").fetch_arrow_table()
+    """, model=enrichment_model or "").to_arrow_table()
     if table.num_rows == 0:
         return [], [], np.zeros((0, 0), dtype=np.float32)
     vectors = table.column("embedding").combine_chunks()
@@ -563,7 +566,7 @@ def _similar_pairs(con: duckdb.DuckDBPyConnection, seed_ids: set[str], low: floa
         return con.execute("""
             select memory_a, memory_b, max(base) as base from _c_sim_raw group by 1, 2
             order by base desc, memory_a, memory_b limit ?
-        """, [int(limit) * 4 + 100]).fetch_arrow_table()
+        """, [int(limit) * 4 + 100]).to_arrow_table()
     finally:
         con.unregister("_c_sim_raw")
 
@@ -682,23 +685,34 @@ def apply_rem_cycle(con: duckdb.DuckDBPyConnection, params: Mapping, cycle: Cycl
             select m.memory_id, m.episode_id from _c_mem as m join _c_replay as r using (episode_id)
         """)
         seeds = {row[0] for row in con.execute("select memory_id from _r_seeds").fetchall()}
+        # two hops from the seeds, built hop by hop (each a semi-join on the links) so the cost follows the
+        # seeds' neighbourhoods, not the size of the graph
         con.execute(f"""
+            create or replace temp table _r_hop1 as
+            select s.memory_id as x, s.episode_id as x_episode, a.memory_b as y, a.strength
+            from {ASSOCIATIONS} as a join _r_seeds as s on s.memory_id = a.memory_a
+            union all
+            select s.memory_id, s.episode_id, a.memory_a, a.strength
+            from {ASSOCIATIONS} as a join _r_seeds as s on s.memory_id = a.memory_b
+        """)
+        con.execute(f"""
+            create or replace temp table _r_hop2 as
+            with middle as (select distinct y from _r_hop1)
+            select a.memory_a as y, a.memory_b as z, a.strength
+            from {ASSOCIATIONS} as a semi join middle on middle.y = a.memory_a
+            union all
+            select a.memory_b, a.memory_a, a.strength
+            from {ASSOCIATIONS} as a semi join middle on middle.y = a.memory_b
+        """)
+        con.execute("""
             create or replace temp table _r_neighbour as
-            with links as (
-                select memory_a as x, memory_b as y, strength from {ASSOCIATIONS}
-                union all
-                select memory_b as x, memory_a as y, strength from {ASSOCIATIONS}
-            ),
-            paths as (
-                select s.memory_id as x, l2.y as z, l1.strength * l2.strength as base
-                from _r_seeds as s
-                join links as l1 on l1.x = s.memory_id
-                join links as l2 on l2.x = l1.y
-                join _c_mem as mz on mz.memory_id = l2.y
-                where l2.y <> s.memory_id and mz.episode_id is not null and mz.episode_id <> s.episode_id
-            )
-            select least(x, z) as memory_a, greatest(x, z) as memory_b, max(base) as base
-            from paths group by 1, 2
+            select least(h1.x, h2.z) as memory_a, greatest(h1.x, h2.z) as memory_b,
+                   max(h1.strength * h2.strength) as base
+            from _r_hop1 as h1
+            join _r_hop2 as h2 on h2.y = h1.y
+            join _c_mem as mz on mz.memory_id = h2.z
+            where h2.z <> h1.x and mz.episode_id is not null and mz.episode_id <> h1.x_episode
+            group by 1, 2
         """)
         similar = _similar_pairs(con, seeds, float(p["rem_similarity_min"]), float(p["rem_similarity_max"]),
                                  cross_episode=True, limit=int(p["rem_max_links_per_cycle"]),
@@ -713,7 +727,7 @@ def apply_rem_cycle(con: duckdb.DuckDBPyConnection, params: Mapping, cycle: Cycl
             """)
         finally:
             con.unregister("_r_similar")
-        candidates = con.execute("select * from _r_candidates").fetch_arrow_table()
+        candidates = con.execute("select * from _r_candidates").to_arrow_table()
         counts = {
             "seed_memories": len(seeds),
             "neighbour_candidates": con.execute("select count(*) from _r_neighbour").fetchone()[0],
@@ -723,7 +737,8 @@ def apply_rem_cycle(con: duckdb.DuckDBPyConnection, params: Mapping, cycle: Cycl
             con, cycle, candidates, link_type="creative", scale=float(p["rem_creativity_factor"]),
             weak=p["weak_connection_threshold"], limit=int(p["rem_max_links_per_cycle"]))
         counts.update(_link_stats(con))
-        _drop_temp(con, "_c_mem", "_c_replay", "_c_terms", "_r_seeds", "_r_neighbour", "_r_candidates")
+        _drop_temp(con, "_c_mem", "_c_replay", "_c_terms", "_r_seeds", "_r_hop1", "_r_hop2", "_r_neighbour",
+                   "_r_candidates")
         return counts
 
     return run_in_ledger(con, cycle, _used(params, REM_PARAMS), body, run_id=run_id)

@@ -9,6 +9,7 @@ co-activation pairs, and report episode and strength summaries in Markdown. Each
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
 from codex_dreams.stages.working_memory import _markdown_table
 
@@ -120,5 +121,47 @@ def stm_coactivation_bounded(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
-assets: list = []
+CONSOLIDATION_BACKLOG = dg.AssetKey(["short_term_memory", "consolidation_backlog"])
+
+
+@dg.asset(
+    key=CONSOLIDATION_BACKLOG,
+    group_name="short_term_memory",
+    deps=[dg.AssetKey(["short_term_memory", "stm_episodes"]), STM_MEMORIES],
+    kinds={"python", "duckdb"},
+    owners=STAGE_OWNERS,
+    pool=DUCKDB_WRITER_POOL,
+    description=(
+        "How many episodes wait for consolidation: episodes with a memory no consolidation cycle has seen "
+        "yet. Reported as metadata `episodes_ready`, which the consolidation_backlog_sensor reads from the "
+        "Dagster instance, so the sensor never opens the store."
+    ),
+)
+def consolidation_backlog(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        consolidated_known = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'consolidation' "
+            "and table_name = 'memory_consolidation'"
+        ).fetchone()[0]
+        seen = "(select memory_id from consolidation.memory_consolidation)" if consolidated_known else \
+            "(select null::varchar as memory_id where false)"
+        episodes, ready, memories_waiting = con.execute(
+            f"""
+            with waiting as (
+                select s.memory_id, s.episode_id from short_term_memory.stm_memories s
+                anti join {seen} c on c.memory_id = s.memory_id
+            )
+            select (select count(*) from short_term_memory.stm_episodes),
+                   (select count(distinct episode_id) from waiting),
+                   (select count(*) from waiting)
+            """
+        ).fetchone()
+    return dg.MaterializeResult(metadata={
+        "episodes_ready": int(ready),
+        "memories_waiting": int(memories_waiting),
+        "episodes_total": int(episodes),
+    })
+
+
+assets: list = [consolidation_backlog]
 asset_checks: list = [stm_nothing_lost, stm_coactivation_bounded]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
 
 T0 = datetime(2025, 3, 1, 9, 0)
 
@@ -80,13 +81,22 @@ def write_store(settings, memories=CORPUS, vectors: np.ndarray | None = None, li
                 [m.id, m.text, created, created, json.dumps(m.metadata)],
             )
         if vectors is not None:
+            # through Arrow: a bound Python list costs DuckDB two failed `import pandas` per element
             key, model = active_model_key(settings), active_embedding_model(settings)
-            for m, vector in zip(memories, vectors):
-                con.execute(
-                    "insert into enriched.memory_enrichment (memory_id, content_hash, provider, model, embedding, "
-                    "embedding_model, embedding_dim) values (?, left(sha256(?), 32), 'offline', ?, ?, ?, ?)",
-                    [m.id, m.text, key, [float(x) for x in vector], model, len(vector)],
-                )
+            vectors = np.asarray(vectors, dtype=np.float32)
+            batch = pa.table({
+                "memory_id": [m.id for m in memories],
+                "content": [m.text for m in memories],
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
+            })
+            con.register("test_vectors", batch)
+            con.execute(
+                "insert into enriched.memory_enrichment (memory_id, content_hash, provider, model, embedding, "
+                "embedding_model, embedding_dim) select memory_id, left(sha256(content), 32), 'offline', ?, "
+                "embedding::float[], ?, ? from test_vectors",
+                [key, model, vectors.shape[1]],
+            )
+            con.unregister("test_vectors")
         for a, b, strength, link_type in links:
             a, b = min(a, b), max(a, b)
             con.execute(

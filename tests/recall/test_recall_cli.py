@@ -91,7 +91,8 @@ def test_text_output_shows_the_memories_and_with_explain_why(recall_store):
     (["--text", "x", "--file", "q.jsonl"], "give exactly one of --text or --file"),
     (["--file", "missing.jsonl"], "query file missing.jsonl does not exist"),
 ])
-def test_bad_input_is_one_error_line_and_exit_2(recall_store, args, expected):
+def test_bad_input_is_one_error_line_and_exit_2(settings, args, expected):
+    """Input is checked before the snapshot is touched: no store is needed to refuse it."""
     result = cli(*args)
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
@@ -108,7 +109,7 @@ def test_bad_input_is_one_error_line_and_exit_2(recall_store, args, expected):
     ('{"id": 1, "text": 5}\n', "queries.jsonl line 1: the query text must be a string"),
     ("\n\n", "queries.jsonl holds no queries"),
 ])
-def test_a_bad_query_file_is_refused_before_anything_is_answered(recall_store, tmp_path, content, expected):
+def test_a_bad_query_file_is_refused_before_anything_is_answered(settings, tmp_path, content, expected):
     from codex_dreams.recall import log as recall_log
 
     path = tmp_path / "queries.jsonl"
@@ -117,10 +118,10 @@ def test_a_bad_query_file_is_refused_before_anything_is_answered(recall_store, t
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     assert result.stderr.splitlines() == [f"Error: {expected}"]
-    assert recall_log.pending(recall_log.log_path(recall_store)) == 0  # nothing was recalled
+    assert recall_log.pending(recall_log.log_path(settings)) == 0  # nothing was recalled
 
 
-def test_a_bad_weight_setting_is_one_line_and_exit_2(recall_store, monkeypatch):
+def test_a_bad_weight_setting_is_one_line_and_exit_2(settings, monkeypatch):
     monkeypatch.setenv("CODEX_RECALL_W_DENSE", "heavy")
     result = cli("--text", "x")
     assert result.exit_code == 2

@@ -89,3 +89,14 @@ def test_metadata_json_is_sorted_unicode_and_keeps_an_escaped_backslash_u0000():
 def test_integer_and_text_ids_are_kept():
     assert make_record("ok", memory_id=17).id == "17"
     assert make_record("ok", memory_id=" note-1 ").id == "note-1"
+
+
+def test_postgres_error_scrubbing_hides_the_password_in_every_form():
+    from codex_dreams.sources.postgres import _scrub
+
+    url = "postgresql://codex:p%40ss%2Fw0rd@db.example:5432/codex_db"
+    text = (f'Unable to connect to Postgres at "{url}": password "p@ss/w0rd" was refused\n'
+            "\tIs the server running?")
+    scrubbed = _scrub(text, url)
+    assert "p@ss/w0rd" not in scrubbed and "p%40ss%2Fw0rd" not in scrubbed
+    assert "postgresql://codex:***@db.example:5432/codex_db" in scrubbed and "\n" not in scrubbed
