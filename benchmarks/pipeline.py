@@ -17,6 +17,7 @@ Usage: python benchmarks/pipeline.py [--sizes 1000 10000] [--links 1000000] [--s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -114,9 +115,10 @@ def run_full_cycle(resources) -> dict:
 
     instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
-    result = defs.resolve_job_def("full_cycle_job").execute_in_process(
-        instance=instance, resources=resources, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    with contextlib.redirect_stdout(sys.stderr):  # dbt's console log; stdout carries only the JSON
+        result = defs.resolve_job_def("full_cycle_job").execute_in_process(
+            instance=instance, resources=resources, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     seconds = time.perf_counter() - started
     if not result.success:
         failed = [event.step_key for event in result.all_events if event.is_step_failure]

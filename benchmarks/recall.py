@@ -38,12 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LOCOMO = ROOT.parent / "shared" / "datasets" / "locomo" / "locomo_dev.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _percentiles(seconds: list[float]) -> dict:
-    ms = np.array(seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),
-            "mean_ms": round(float(ms.mean()), 3), "n": len(ms)}
+from common import emit, percentiles_ms as _percentiles  # noqa: E402
 
 
 def _locomo(path: Path):
@@ -302,8 +299,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("CODEX_LLM_PROVIDER", "offline")
     os.environ["POSTGRES_DB_URL"] = ""
-    report: dict = {"benchmark": "recall", "cpus": os.cpu_count(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    report: dict = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     pool, questions = _text_pool(args.locomo if not args.no_locomo else None)
     with tempfile.TemporaryDirectory(prefix="codex-recall-bench-") as tmp:
         base = Path(tmp)
@@ -319,7 +315,7 @@ def main() -> None:
         elif not args.no_locomo:
             report["locomo"] = f"skipped: {args.locomo} not found"
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(report, indent=2))
+    emit("recall", report)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import dagster as dg
 from codex_dreams import automation, jobs
 from codex_dreams.dbt import build_dbt_assets
 from codex_dreams.enrichment.asset import memory_enrichment
+from codex_dreams.recall.asset import assets as recall_assets
 from codex_dreams.resources import build_resources
 from codex_dreams.stages import (
     consolidation,
@@ -22,7 +23,7 @@ STAGE_MODULES = (working_memory, short_term_memory, consolidation, long_term_mem
 
 
 def build_definitions() -> dg.Definitions:
-    assets = [sensory_input.raw_memories, memory_enrichment, build_dbt_assets()]
+    assets = [sensory_input.raw_memories, memory_enrichment, build_dbt_assets(), *recall_assets]
     checks = []
     for module in STAGE_MODULES:
         assets.extend(module.assets)

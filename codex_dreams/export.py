@@ -17,6 +17,8 @@ from typing import Callable
 
 import pyarrow as pa
 
+from codex_dreams.errors import InputError
+
 FORMATS = ("json", "jsonl", "csv", "parquet")
 # stage name -> (schema, table, order by)
 STAGES: dict[str, tuple[str, str, str]] = {
@@ -30,7 +32,7 @@ STAGES: dict[str, tuple[str, str, str]] = {
 BATCH_ROWS = 50_000
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The export cannot be done as asked; the message says why."""
 
 

@@ -26,8 +26,8 @@ from datetime import datetime
 
 import dagster as dg
 
-from codex_dreams.stages.cycles import CYCLE_KEY_TAG, cycle_for
 from codex_dreams.stages.consolidation import CYCLE_ASSET_KEYS, STATE_TABLE_KEYS
+from codex_dreams.stages.cycles import CYCLE_KEY_TAG, cycle_for
 from codex_dreams.stages.long_term_memory import LTM_CLUSTERS
 
 # Everything that refreshes after a cycle: the consolidation dbt models (the group minus the cycle assets),

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
+from codex_dreams.errors import InputError
 from codex_dreams.settings import Settings
 
 _PERIOD = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -23,7 +24,7 @@ JOB_STAGES = {
 }
 
 
-class PeriodError(ValueError):
+class PeriodError(InputError):
     pass
 
 

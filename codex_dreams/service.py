@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from codex_dreams.errors import InputError, OperationalError
 from codex_dreams.settings import Settings
 
 PROCESS_NAMES = ("webserver", "daemon")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-class ServiceError(RuntimeError):
+class ServiceError(OperationalError):
     """The daemon could not be started or stopped; the message says why."""
 
 
@@ -217,12 +218,12 @@ def _wait_gone(pgid: int, timeout: float) -> bool:
 def read_logs(settings: Settings, lines: int = 100, level: str | None = None) -> list[str]:
     """The last `lines` log lines of both processes, optionally only those at `level` or above."""
     if lines < 1:
-        raise ValueError("--lines must be at least 1")
+        raise InputError("--lines must be at least 1")
     wanted = None
     if level:
         level = level.upper()
         if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+            raise InputError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
         wanted = set(LEVELS[LEVELS.index(level):])
     collected: list[str] = []
     for name in PROCESS_NAMES:

@@ -18,11 +18,13 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from codex_dreams.errors import InputError
+
 # A memory is a short text; anything longer is almost certainly a pasted document, not a memory.
 MAX_MEMORY_CHARS = 20_000
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """A configuration value is invalid; the message names the variable."""
 
 

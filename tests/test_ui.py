@@ -76,16 +76,22 @@ def test_codex_dev_serves_the_stage_groups_and_stops_cleanly(tmp_path):
             except httpx.HTTPError:
                 return False
 
-        assert wait_until(server_up, timeout=120), "the UI did not come up in 120 s"
+        def log_tail() -> str:
+            return (tmp_path / "dev.log").read_text(errors="replace")[-3000:]
+
+        assert wait_until(server_up, timeout=120), f"the UI did not come up in 120 s:\n{log_tail()}"
+
+        last = {}
 
         def groups():
             # The code location loads in its own process after the webserver is up: poll until it answers.
             response = httpx.post(f"{base}/graphql", json={"query": GROUPS_QUERY}, timeout=10)
+            last["response"] = response.text[:2000]
             nodes = (response.json().get("data") or {}).get("assetNodes") or []
             return {node["groupName"] for node in nodes}
 
         found = wait_until(groups, timeout=90, interval=1)
-        assert found and STAGE_GROUPS <= found, found
+        assert found and STAGE_GROUPS <= found, f"{found}\n{last.get('response')}\n{log_tail()}"
         assert "sensory_input" in found
         assert (tmp_path / "codex_home" / "dagster_home" / "dagster.yaml").exists()
     finally:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import yaml
 
+from codex_dreams.errors import InputError
+
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "schedules" / "rhythms.yaml"
 
 
-class CatalogueError(ValueError):
+class CatalogueError(InputError):
     """The rhythm catalogue is malformed; the message names the rhythm and field."""
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from codex_dreams.settings import SettingsError, get_settings
+from codex_dreams.settings import get_settings
 
 app = typer.Typer(
     name="codex",
@@ -44,19 +44,12 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from codex_dreams.sources.importers import ImportFormatError
-        from codex_dreams.sources.inbox import InboxUnavailable
-        from codex_dreams.sources.ingest import ImportRefused
-        from codex_dreams.sources.postgres import SourceUnavailable
-        from codex_dreams.sources.records import InvalidMemory
-        from codex_dreams.store import StoreBusyError
+        from codex_dreams.errors import CodexError  # light: the hot `remember` path imports no DuckDB here
 
         try:
             return fn(*args, **kwargs)
-        except (InvalidMemory, ImportFormatError, ImportRefused, SettingsError) as error:
-            _fail(str(error), EXIT_BAD_INPUT)
-        except (StoreBusyError, SourceUnavailable, InboxUnavailable) as error:
-            _fail(str(error), EXIT_FAILURE)
+        except CodexError as error:
+            _fail(str(error), error.exit_code)
 
     return wrapper
 
@@ -74,7 +67,8 @@ def remember(
     as_json: bool = typer.Option(False, "--json", help="Print the stored memory as JSON."),
 ):
     """Record one memory. It is durable when this returns; the next pipeline run processes it."""
-    from codex_dreams.sources.ingest import destination, remember as remember_memory
+    from codex_dreams.sources.ingest import destination
+    from codex_dreams.sources.ingest import remember as remember_memory
 
     settings = get_settings()
     record = remember_memory(text, at=at, metadata=meta, settings=settings)
@@ -369,24 +363,8 @@ daemon_app = typer.Typer(help="Run the Dagster webserver and daemon in the backg
 app.add_typer(daemon_app, name="daemon")
 
 
-def _service_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from codex_dreams.service import ServiceError
-
-        try:
-            return fn(*args, **kwargs)
-        except ServiceError as error:
-            _fail(str(error), EXIT_FAILURE)
-        except ValueError as error:
-            _fail(str(error), EXIT_BAD_INPUT)
-
-    return wrapper
-
-
 @daemon_app.command("start")
 @handle_errors
-@_service_errors
 def daemon_start(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface for the web UI."),
     port: int = typer.Option(3000, "--port", help="Port for the web UI."),
@@ -404,7 +382,6 @@ def daemon_start(
 
 @daemon_app.command("stop")
 @handle_errors
-@_service_errors
 def daemon_stop():
     """Stop exactly the processes `codex daemon start` started."""
     from codex_dreams import service
@@ -415,7 +392,6 @@ def daemon_stop():
 
 @daemon_app.command("restart")
 @handle_errors
-@_service_errors
 def daemon_restart(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(3000, "--port"),
@@ -432,7 +408,6 @@ def daemon_restart(
 
 @daemon_app.command("status")
 @handle_errors
-@_service_errors
 def daemon_status(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
     """Processes and uptime, the rhythms' next ticks and their last runs."""
     import dataclasses
@@ -472,7 +447,6 @@ def daemon_status(as_json: bool = typer.Option(False, "--json", help="Print as J
 
 @daemon_app.command("logs")
 @handle_errors
-@_service_errors
 def daemon_logs(
     lines: int = typer.Option(100, "--lines", "-n", help="How many lines to show."),
     level: Optional[str] = typer.Option(None, "--level", help="Only lines at this level or above (INFO, WARNING, ERROR)."),

@@ -15,7 +15,13 @@ from codex_dreams.enrichment.cache import (
     current_enrichment_view_sql,
 )
 from codex_dreams.enrichment.models import EnrichedText, Enrichment, InvalidOutputError, enrichment_json_schema
-from codex_dreams.enrichment.pipeline import EmbeddingUnavailable, EnrichmentStats, embed_texts, enrich_pending, enrich_texts
+from codex_dreams.enrichment.pipeline import (
+    EmbeddingUnavailable,
+    EnrichmentStats,
+    embed_texts,
+    enrich_pending,
+    enrich_texts,
+)
 from codex_dreams.enrichment.resilience import CircuitBreaker, ResilienceOptions
 
 __all__ = [

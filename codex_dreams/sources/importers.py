@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
+from codex_dreams.errors import InputError
 from codex_dreams.sources.records import (
     InvalidMemory,
     MemoryRecord,
@@ -34,7 +35,7 @@ FORMATS = ("auto", "jsonl", "csv", "locomo")
 LOCOMO_TURN_SECONDS = 10
 
 
-class ImportFormatError(ValueError):
+class ImportFormatError(InputError):
     """The file as a whole cannot be read in the requested format."""
 
 

@@ -17,6 +17,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from codex_dreams.errors import InboxUnavailable  # noqa: F401  (re-exported)
 from codex_dreams.sources.records import MemoryRecord
 
 if TYPE_CHECKING:  # pyarrow is imported where it is used: `codex remember` does not need it (~0.1 s)
@@ -33,10 +34,6 @@ create table if not exists inbox (
     source text not null
 );
 """
-
-
-class InboxUnavailable(RuntimeError):
-    """The inbox file cannot be opened or written (a bad CODEX_HOME, a full disk, ...)."""
 
 
 def _open(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from codex_dreams.errors import InputError
 from codex_dreams.settings import Settings, get_settings
 from codex_dreams.sources import inbox, postgres
 from codex_dreams.sources.importers import ImportFormatError, read_file
@@ -41,7 +42,7 @@ class ImportReport:
         }
 
 
-class ImportRefused(ValueError):
+class ImportRefused(InputError):
     """Nothing was written: --strict and at least one bad line, or no line of the file was valid."""
 
     def __init__(self, report: ImportReport, reason: str = "--strict"):
@@ -131,4 +132,5 @@ def import_path(path: Path | str, *, fmt: str = "auto", strict: bool = False,
     return report
 
 
-__all__ = ["ImportRefused", "ImportReport", "InvalidMemory", "drain_if_free", "import_path", "remember", "store_now"]
+__all__ = ["ImportRefused", "ImportReport", "InvalidMemory", "drain_if_free", "import_path", "remember",
+           "store_now"]

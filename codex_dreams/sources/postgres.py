@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Iterable
 
+from codex_dreams.errors import SourceUnavailable  # noqa: F401  (re-exported)
 from codex_dreams.settings import redact_url
 from codex_dreams.sources.records import MemoryRecord
 from codex_dreams.store import load_extension
 
 SOURCE_NAME = "postgres"
-
-
-class SourceUnavailable(RuntimeError):
-    """PostgreSQL could not be reached or read; the message carries no password."""
 
 
 def _scrub(text: str, url: str) -> str:
@@ -62,7 +59,7 @@ end $$;
 _DDL_LOCK_KEY = 0x636F646578  # "codex"
 
 
-def _pg_connect(url: str):
+def connect_postgres(url: str):
     import psycopg
 
     try:
@@ -114,7 +111,7 @@ def write_records(url: str, records: Iterable[MemoryRecord]) -> int:
     if not rows:
         return 0
     try:
-        with _pg_connect(url) as conn:
+        with connect_postgres(url) as conn:
             with conn.transaction():
                 id_type = _ensure_table(conn)
                 conn.execute(
@@ -207,9 +204,10 @@ def sync_postgres(con, url: str) -> SyncResult:
 
     Reads only rows past the (updated_at, id) watermark (the `updated_at >= ?` filter is pushed down to
     PostgreSQL), plus the id column to detect deletions. Ids the source has but raw.memories lacks (or marks
-    deleted), which the
-    watermark read did not return (a transaction that committed after a later one was synced, or a writer that
-    set an old updated_at), are fetched too, so no memory is lost; the watermark moves only by the watermark read.
+    deleted) that the watermark read did not return (a transaction that committed after a later one was synced,
+    or a writer that set an old updated_at) are fetched too, so no memory is lost; the watermark moves only by
+    the watermark read. Known limit: an *update* committed late in the same way is not seen until the row
+    changes again.
     """
     con.execute("set TimeZone = 'UTC'")  # timestamptz -> timestamp casts then yield UTC
     _attach(con, url)

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from codex_dreams.errors import InputError
 from codex_dreams.settings import MAX_MEMORY_CHARS
 
 _ID_NAMESPACE = uuid.UUID("4d2f8a0e-6f0b-4b4e-9a53-0c0de0d2ea4a")
@@ -22,7 +23,7 @@ _ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-class InvalidMemory(ValueError):
+class InvalidMemory(InputError):
     """A memory that breaks an ingestion rule; the message says which."""
 
 

@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.settings import get_settings
 from codex_dreams.sources import inbox
-from codex_dreams.sources.postgres import sync_postgres
+from codex_dreams.sources.postgres import SourceUnavailable, sync_postgres
 from codex_dreams.store import bootstrap
 
 GROUP = "sensory_input"
@@ -41,7 +41,19 @@ def raw_memories(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> d
             drained = inbox.drain_inbox(con, settings.inbox_path)
             metadata["drained_from_inbox"] = drained
             if settings.postgres_db_url:
-                result = sync_postgres(con, settings.postgres_db_url.get_secret_value())
+                try:
+                    result = sync_postgres(con, settings.postgres_db_url.get_secret_value())
+                except SourceUnavailable as error:
+                    # Local first: an unreachable source must not stop the stages from working on what is
+                    # already stored; the outage is visible here, in the metadata and in `codex health`.
+                    context.log.warning(f"PostgreSQL sync skipped: {error}")
+                    metadata["postgres_status"] = "unreachable"
+                    metadata["postgres_error"] = str(error)
+                    result = None
+            else:
+                result = None
+            if result is not None:
+                metadata["postgres_status"] = "synced"
                 context.log.info(
                     f"PostgreSQL {settings.postgres_url_redacted}: {result.inserted} new, "
                     f"{result.updated} updated, {result.marked_deleted} marked deleted"

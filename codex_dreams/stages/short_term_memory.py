@@ -19,6 +19,7 @@ STM_COACTIVATION = dg.AssetKey(["short_term_memory", "stm_coactivation"])
 
 @dg.asset_check(
     asset=STM_MEMORIES,
+    pool=DUCKDB_WRITER_POOL,
     description="Nothing is lost: every active raw memory is in short-term memory exactly once, no other.",
 )
 def stm_nothing_lost(duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -79,6 +80,7 @@ def stm_nothing_lost(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=STM_COACTIVATION,
+    pool=DUCKDB_WRITER_POOL,
     description=(
         "Pair generation stays bounded: window pairs <= C(capacity, 2) per window; episode pairs <= "
         "memories * coactivation_max_lag + C(coactivation_top_salient, 2) per episode."

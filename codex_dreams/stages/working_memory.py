@@ -9,6 +9,7 @@ Each check opens the store briefly and only reads.
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from codex_dreams.dbt import DUCKDB_WRITER_POOL
 from codex_dreams.params import biological_params
 
 WM_ATTENTION = dg.AssetKey(["working_memory", "wm_attention"])
@@ -25,6 +26,7 @@ def _markdown_table(headers: list[str], rows: list[tuple]) -> str:
 
 @dg.asset_check(
     asset=WM_ATTENTION,
+    pool=DUCKDB_WRITER_POOL,
     description="Miller's limit: no window attends more than working_memory_capacity memories, slots are 1..n.",
 )
 def wm_attention_within_capacity(duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -73,6 +75,7 @@ def wm_attention_within_capacity(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=WM_ATTENTION,
+    pool=DUCKDB_WRITER_POOL,
     description="Encoding strengths lie in [0, 1] and attention gates them: unattended < attended in every window.",
 )
 def wm_encoding_strength_bounds(duckdb: DuckDBResource) -> dg.AssetCheckResult:

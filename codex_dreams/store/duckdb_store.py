@@ -15,13 +15,10 @@ from typing import Iterator
 
 import duckdb
 
+from codex_dreams.errors import StoreBusyError  # noqa: F401  (re-exported)
 from codex_dreams.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 PACKAGED_EXTENSIONS = ("postgres", "fts", "vss")
-
-
-class StoreBusyError(RuntimeError):
-    """Another process holds the DuckDB file."""
 
 
 def duckdb_config(extension_dir: Path | None) -> dict:

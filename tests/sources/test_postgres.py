@@ -327,9 +327,13 @@ def test_password_never_appears_when_postgres_is_unreachable(pg, settings, monke
     monkeypatch.setenv("POSTGRES_DB_URL", bad_url)
     settings = load_settings()
 
-    # the asset fails, and neither its failure, its logs nor the console show the password
-    _, logs = materialize(settings, expect_success=False)
-    assert "cannot attach PostgreSQL at postgresql://" in logs
+    # the asset carries on with what is stored (local first) and reports the outage; neither its metadata,
+    # its logs nor the console show the password
+    meta, logs = materialize(settings)
+    assert meta["postgres_status"] == "unreachable"
+    assert meta["postgres_error"].startswith("cannot attach PostgreSQL at postgresql://")
+    assert pg.password not in json.dumps(meta, default=str)
+    assert "PostgreSQL sync skipped: cannot attach PostgreSQL at postgresql://" in logs
     assert pg.password not in logs
 
     # the library

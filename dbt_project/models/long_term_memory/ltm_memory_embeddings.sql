@@ -1,7 +1,10 @@
+{{ config(materialized='view') }}
+
 -- The vectors recall searches: one embedding per live memory (every stage, not only long-term memory),
 -- chosen like working memory chooses enrichment (the var enrichment_model if set, else the latest row), with
 -- the memory's long-term retrieval strength when it has one (null before consolidation moved it).
--- Recall should read this table (dense search) and weight hits by retrieval_strength.
+-- Recall should read it (dense search) and weight hits by retrieval_strength. A view: the vectors stay in
+-- enriched.memory_enrichment, not copied on every run.
 with memories as (
     select id as memory_id, created_at from {{ source('raw', 'memories') }} where deleted_at is null
 ),
