@@ -30,3 +30,68 @@ def recall(text: str, k: int = 10, *, explain: bool = False, log: bool = True,
 
     engine = recaller_for(settings or get_settings(), weights)
     return engine.recall(text, k, explain=explain, log=log)
+
+
+def _settings(settings: "Settings | None") -> "Settings":
+    from codex_dreams.settings import get_settings
+
+    return settings or get_settings()
+
+
+def remember(content: str, *, at=None, metadata: dict | None = None, settings: "Settings | None" = None,
+             source: str = "api"):
+    """Record one memory (durable on return); returns its `MemoryRecord`. Raises `InvalidMemory` on bad input."""
+    from codex_dreams.sources.ingest import remember as remember_memory
+
+    return remember_memory(content, at=at, metadata=metadata, settings=_settings(settings), source=source)
+
+
+def import_file(path, *, fmt: str = "auto", strict: bool = False, settings: "Settings | None" = None):
+    """Import a jsonl / csv / LoCoMo file; returns an `ImportReport` (bad lines listed in `.rejected`)."""
+    from codex_dreams.sources.ingest import import_path
+
+    return import_path(path, fmt=fmt, strict=strict, settings=_settings(settings))
+
+
+def consolidate(cycle: str = "all", *, settings: "Settings | None" = None) -> dict:
+    """Run a rhythm's job now (`working`, `short_term`, `hippocampal`, `deep_sleep`, `rem_sleep`,
+    `homeostasis` or `all`); returns the run summary (status, steps, failures)."""
+    from codex_dreams.consolidate import JOBS_BY_CYCLE, run_consolidation
+    from codex_dreams.errors import InputError
+
+    if cycle not in JOBS_BY_CYCLE:
+        raise InputError(f"unknown cycle {cycle!r}; choose one of {', '.join(JOBS_BY_CYCLE)}")
+    return run_consolidation(_settings(settings), JOBS_BY_CYCLE[cycle])
+
+
+def insights(days: int = 14, *, settings: "Settings | None" = None) -> dict:
+    """Compute and store insights about the `days` before the newest memory."""
+    from codex_dreams.insights import generate_insights
+
+    return generate_insights(_settings(settings), days=days)
+
+
+def export(output, *, fmt: str = "json", stage: str = "raw", force: bool = False,
+           settings: "Settings | None" = None):
+    """Write a stage's table to `output`; returns an `ExportResult`."""
+    from pathlib import Path
+
+    from codex_dreams.export import export_stage
+    from codex_dreams.store import open_store
+
+    with open_store(_settings(settings)) as con:
+        return export_stage(con, stage, fmt, Path(output), force=force)
+
+
+def health(*, verbose: bool = True, settings: "Settings | None" = None) -> dict:
+    """The `codex health` report: status healthy / degraded / unhealthy and the checks."""
+    from codex_dreams.health import run_health
+
+    return run_health(_settings(settings), verbose=verbose)
+
+
+def metrics(period: str = "24h", *, settings: "Settings | None" = None) -> dict:
+    """The `codex metrics` report over `period` (e.g. 24h, 7d)."""
+    from codex_dreams.metrics import collect_metrics
+
+    return collect_metrics(_settings(settings), period)

@@ -15,6 +15,16 @@ import dagster as dg
 
 from codex_dreams.settings import Settings
 
+# `codex consolidate --type` -> the rhythm's job
+JOBS_BY_CYCLE = {
+    "working": "working_memory_job",
+    "short_term": "short_term_memory_job",
+    "hippocampal": "hippocampal_consolidation_job",
+    "deep_sleep": "deep_sleep_job",
+    "rem_sleep": "rem_sleep_job",
+    "homeostasis": "homeostasis_job",
+    "all": "full_cycle_job",
+}
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 

@@ -313,21 +313,13 @@ def insights(
         console.print(insight["body"], highlight=False)
 
 
-CONSOLIDATION_JOBS = {
-    "working": "working_memory_job",
-    "short_term": "short_term_memory_job",
-    "hippocampal": "hippocampal_consolidation_job",
-    "deep_sleep": "deep_sleep_job",
-    "rem_sleep": "rem_sleep_job",
-    "homeostasis": "homeostasis_job",
-    "all": "full_cycle_job",
-}
 
 
 @app.command()
 @handle_errors
 def consolidate(
-    cycle: str = typer.Option("all", "--type", help=f"One of: {', '.join(CONSOLIDATION_JOBS)}."),
+    cycle: str = typer.Option("all", "--type", help="working, short_term, hippocampal, deep_sleep, rem_sleep, "
+                                                    "homeostasis or all."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ):
     """Run a rhythm's job now, recorded in the Dagster instance (it appears in the UI).
@@ -335,12 +327,12 @@ def consolidate(
     When `codex daemon` is running, the run is queued there (so it never overlaps another run on the store);
     otherwise it runs in this process.
     """
-    from codex_dreams.consolidate import run_consolidation
+    from codex_dreams.consolidate import JOBS_BY_CYCLE, run_consolidation
 
-    if cycle not in CONSOLIDATION_JOBS:
-        _fail(f"unknown --type {cycle!r}; choose one of {', '.join(CONSOLIDATION_JOBS)}", EXIT_BAD_INPUT)
+    if cycle not in JOBS_BY_CYCLE:
+        _fail(f"unknown --type {cycle!r}; choose one of {', '.join(JOBS_BY_CYCLE)}", EXIT_BAD_INPUT)
     settings = get_settings()
-    job_name = CONSOLIDATION_JOBS[cycle]
+    job_name = JOBS_BY_CYCLE[cycle]
     with console.status(f"Running {job_name} ...", spinner="dots") as status:
         summary = run_consolidation(settings, job_name,
                                     on_progress=None if as_json else lambda text: status.update(text))

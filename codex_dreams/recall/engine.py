@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import duckdb
 import numpy as np
 
+from codex_dreams.errors import InputError
 from codex_dreams.recall import lexical as lexical_search
 from codex_dreams.recall import log as recall_log
 from codex_dreams.recall.config import DEFAULT_SHAPE, SIGNALS, RecallWeights, SearchShape, load_weights
@@ -50,7 +51,7 @@ _EPOCH = datetime(1970, 1, 1)
 _QUERY_CACHE_SIZE = 256
 
 
-class InvalidQuery(ValueError):
+class InvalidQuery(InputError):
     """A query that cannot be answered as given (empty text, k out of range); the message says why."""
 
 

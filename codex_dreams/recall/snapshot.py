@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codex_dreams.errors import OperationalError
+
 SNAPSHOT_FORMAT = 1
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
@@ -52,7 +54,7 @@ RECENCY_HALF_LIFE_DAYS = 30.0
 _STALE_TMP_SECONDS = 3600
 
 
-class SnapshotUnavailable(RuntimeError):
+class SnapshotUnavailable(OperationalError):
     """There is no published recall snapshot and none can be built now; the message says what to do."""
 
 
