@@ -56,7 +56,7 @@ def import_file(path, *, fmt: str = "auto", strict: bool = False, settings: "Set
 def consolidate(cycle: str = "all", *, settings: "Settings | None" = None) -> dict:
     """Run a rhythm's job now (`working`, `short_term`, `hippocampal`, `deep_sleep`, `rem_sleep`,
     `homeostasis` or `all`); returns the run summary (status, steps, failures)."""
-    from codex_dreams.consolidate import JOBS_BY_CYCLE, run_consolidation
+    from codex_dreams.commands.consolidate import JOBS_BY_CYCLE, run_consolidation
     from codex_dreams.errors import InputError
 
     if cycle not in JOBS_BY_CYCLE:
@@ -66,7 +66,7 @@ def consolidate(cycle: str = "all", *, settings: "Settings | None" = None) -> di
 
 def insights(days: int = 14, *, settings: "Settings | None" = None) -> dict:
     """Compute and store insights about the `days` before the newest memory."""
-    from codex_dreams.insights import generate_insights
+    from codex_dreams.commands.insights import generate_insights
 
     return generate_insights(_settings(settings), days=days)
 
@@ -76,7 +76,7 @@ def export(output, *, fmt: str = "json", stage: str = "raw", force: bool = False
     """Write a stage's table to `output`; returns an `ExportResult`."""
     from pathlib import Path
 
-    from codex_dreams.export import export_stage
+    from codex_dreams.commands.export import export_stage
     from codex_dreams.store import open_store
 
     with open_store(_settings(settings)) as con:
@@ -85,13 +85,13 @@ def export(output, *, fmt: str = "json", stage: str = "raw", force: bool = False
 
 def health(*, verbose: bool = True, settings: "Settings | None" = None) -> dict:
     """The `codex health` report: status healthy / degraded / unhealthy and the checks."""
-    from codex_dreams.health import run_health
+    from codex_dreams.commands.health import run_health
 
     return run_health(_settings(settings), verbose=verbose)
 
 
 def metrics(period: str = "24h", *, settings: "Settings | None" = None) -> dict:
     """The `codex metrics` report over `period` (e.g. 24h, 7d)."""
-    from codex_dreams.metrics import collect_metrics
+    from codex_dreams.commands.metrics import collect_metrics
 
     return collect_metrics(_settings(settings), period)

@@ -28,3 +28,10 @@ def test_api_errors_are_the_cli_errors(settings):
     with pytest.raises(InputError, match="period"):
         codex.metrics("forever")
     assert codex.health()["status"] in ("healthy", "degraded")
+
+
+def test_api_functions_stay_callable_after_the_cli_is_loaded():
+    import codex_dreams.cli.main  # noqa: F401  (imports the command implementations)
+
+    for name in codex.__all__:
+        assert callable(getattr(codex, name)), name

@@ -205,7 +205,7 @@ def export(
     """Export a stage's table. The file appears only when complete; an existing file needs --force."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from codex_dreams.export import ExportError, export_stage, validate_request
+    from codex_dreams.commands.export import ExportError, export_stage, validate_request
     from codex_dreams.store import open_store
 
     try:
@@ -234,7 +234,7 @@ def health(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Store, source, LLM, rhythms and memory-health alerts. Exit 0 healthy, 1 degraded, 2 unhealthy."""
-    from codex_dreams.health import run_health
+    from codex_dreams.commands.health import run_health
 
     report = run_health(get_settings(), verbose=verbose)
     if as_json:
@@ -255,7 +255,7 @@ def metrics(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Memories ingested, enriched, attended, episodes, links, recalls and run durations over a period."""
-    from codex_dreams.metrics import PeriodError, collect_metrics
+    from codex_dreams.commands.metrics import PeriodError, collect_metrics
 
     try:
         report = collect_metrics(get_settings(), period)
@@ -295,7 +295,7 @@ def insights(
     Stored in long_term_memory.insights with the memories each rests on. With an LLM configured it also
     writes a few narrative insights.
     """
-    from codex_dreams.insights import generate_insights
+    from codex_dreams.commands.insights import generate_insights
 
     if days < 1:
         _fail("--days must be at least 1", EXIT_BAD_INPUT)
@@ -327,7 +327,7 @@ def consolidate(
     When `codex daemon` is running, the run is queued there (so it never overlaps another run on the store);
     otherwise it runs in this process.
     """
-    from codex_dreams.consolidate import JOBS_BY_CYCLE, run_consolidation
+    from codex_dreams.commands.consolidate import JOBS_BY_CYCLE, run_consolidation
 
     if cycle not in JOBS_BY_CYCLE:
         _fail(f"unknown --type {cycle!r}; choose one of {', '.join(JOBS_BY_CYCLE)}", EXIT_BAD_INPUT)

@@ -4,7 +4,7 @@ server leaves the extractive insights standing."""
 from enrichment_store_helpers import SAMPLE_TEXTS, insert_memories
 
 from codex_dreams.enrichment import enrich_pending
-from codex_dreams.insights import generate_insights
+from codex_dreams.commands.insights import generate_insights
 
 
 def _store_with_memories(settings):
