@@ -163,8 +163,8 @@ def _vss(vectors: np.ndarray, queries: np.ndarray, hnsw: bool, extension_dir: Pa
 
 
 def bench_size(n: int, pool: list[str], questions: list[str], n_queries: int, hnsw_max: int, base: Path) -> dict:
-    from codex_dreams.recall.engine import Recaller
-    from codex_dreams.recall.snapshot import build_snapshot
+    from codex_dreams.retrieval.engine import Recaller
+    from codex_dreams.retrieval.snapshot import build_snapshot
     from codex_dreams.settings import load_settings
     from codex_dreams.store import open_store
 
@@ -242,9 +242,9 @@ def bench_cli(home: Path, text: str, runs: int = 3) -> dict:
 
 def bench_locomo(path: Path, base: Path, k: int = 10) -> dict:
     from codex_dreams.enrichment import embed_texts
-    from codex_dreams.recall.config import RecallWeights
-    from codex_dreams.recall.engine import Recaller
-    from codex_dreams.recall.snapshot import build_snapshot
+    from codex_dreams.retrieval.config import RecallWeights
+    from codex_dreams.retrieval.engine import Recaller
+    from codex_dreams.retrieval.snapshot import build_snapshot
     from codex_dreams.settings import load_settings
     from codex_dreams.store import open_store
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codex_dreams.recall.config import RecallWeights
-    from codex_dreams.recall.engine import RecallResponse
+    from codex_dreams.retrieval.config import RecallWeights
+    from codex_dreams.retrieval.engine import RecallResponse
     from codex_dreams.settings import Settings
 
 
@@ -25,7 +25,7 @@ def recall(text: str, k: int = 10, *, explain: bool = False, log: bool = True,
     Raises `InvalidQuery` (empty text, k outside 1..1000), `SnapshotUnavailable` (no snapshot yet and the store
     cannot be read now) or `SettingsError` (a bad CODEX_RECALL_W_* value).
     """
-    from codex_dreams.recall.engine import recaller_for
+    from codex_dreams.retrieval.engine import recaller_for
     from codex_dreams.settings import get_settings
 
     engine = recaller_for(settings or get_settings(), weights)

@@ -9,7 +9,7 @@ import dagster as dg
 from codex_dreams import automation, jobs
 from codex_dreams.dbt import build_dbt_assets
 from codex_dreams.enrichment.asset import memory_enrichment
-from codex_dreams.recall.asset import assets as recall_assets
+from codex_dreams.retrieval.asset import assets as recall_assets
 from codex_dreams.resources import build_resources
 from codex_dreams.stages import (
     consolidation,

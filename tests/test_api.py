@@ -30,8 +30,13 @@ def test_api_errors_are_the_cli_errors(settings):
     assert codex.health()["status"] in ("healthy", "degraded")
 
 
-def test_api_functions_stay_callable_after_the_cli_is_loaded():
-    import codex_dreams.cli.main  # noqa: F401  (imports the command implementations)
+def test_api_functions_stay_callable_after_every_subpackage_is_loaded():
+    """A submodule named like an API function would replace it on the package once imported."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.walk_packages(codex.__path__, "codex_dreams."):
+        importlib.import_module(module.name)
 
     for name in codex.__all__:
         assert callable(getattr(codex, name)), name

@@ -67,6 +67,9 @@ def build_working_memory_sensor(rhythm: Rhythm) -> dg.SensorDefinition:
             return dg.SkipReason(str(error))
         if marker == context.cursor:
             return dg.SkipReason("no new memories since the last tick")
+        if context.cursor is None and marker == "inbox:0":
+            context.update_cursor(marker)  # a fresh install: nothing has ever arrived
+            return dg.SkipReason("no memories yet")
         if job_in_flight(context.instance, rhythm.job):
             # Keep the cursor: the next tick after that run finishes sees the arrivals again.
             return dg.SkipReason(f"{rhythm.job} is already queued or running")

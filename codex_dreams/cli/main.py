@@ -471,7 +471,7 @@ def query(
         help='Batch mode: a JSONL file with one {"id": ..., "text": ...} per line ("-" reads stdin).'),
     k: int = typer.Option(10, "--k", "-k", help="How many memories to return (1 to 1000)."),
     as_json: bool = typer.Option(
-        False, "--json", help="One JSON object per query (codex_dreams/recall/query_result.schema.json)."),
+        False, "--json", help="One JSON object per query (codex_dreams/retrieval/query_result.schema.json)."),
     explain: bool = typer.Option(False, "--explain", help="Say which signals and which links brought each memory."),
 ):
     """Recall memories: dense vectors + BM25 + spreading activation over associations, weighted by strength.
@@ -479,11 +479,11 @@ def query(
     Answers from the snapshot the pipeline publishes after each run, so it never waits on a running pipeline.
     Every answer is logged; the next run strengthens what was recalled (the testing effect).
     """
-    from codex_dreams.recall.engine import InvalidQuery
-    from codex_dreams.recall.snapshot import SnapshotUnavailable
+    from codex_dreams.retrieval.engine import InvalidQuery
+    from codex_dreams.retrieval.snapshot import SnapshotUnavailable
 
     try:
-        from codex_dreams.recall.cli import run_query
+        from codex_dreams.retrieval.cli import run_query
 
         run_query(text=text, path=file, k=k, as_json=as_json, explain=explain, settings=get_settings(),
                   console=console, err_console=err_console)

@@ -113,8 +113,11 @@ def test_working_memory_sensor_requests_one_run_per_arrival(defs, settings):
 
     sensor = defs.resolve_sensor_def("working_memory_sensor")
     with dg.instance_for_test() as instance:
-        first = _evaluate(sensor, instance)
-        assert len(first.run_requests) == 1  # a fresh cursor counts as news
+        empty = _evaluate(sensor, instance)
+        assert not empty.run_requests and empty.skip_message == "no memories yet"
+        remember("Booked the dentist for Tuesday", settings=settings)
+        first = _evaluate(sensor, instance, cursor=empty.cursor)
+        assert len(first.run_requests) == 1
         quiet = _evaluate(sensor, instance, cursor=first.cursor)
         assert not quiet.run_requests and "no new memories" in quiet.skip_message
 

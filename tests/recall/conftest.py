@@ -37,7 +37,7 @@ def recall_store(settings, corpus_vectors):
 
 @pytest.fixture
 def engine(recall_store):
-    from codex_dreams.recall.engine import Recaller
+    from codex_dreams.retrieval.engine import Recaller
 
     recaller = Recaller(recall_store)
     yield recaller
@@ -48,4 +48,4 @@ def engine(recall_store):
 def query_schema() -> dict:
     from importlib import resources
 
-    return json.loads(resources.files("codex_dreams.recall").joinpath("query_result.schema.json").read_text())
+    return json.loads(resources.files("codex_dreams.retrieval").joinpath("query_result.schema.json").read_text())

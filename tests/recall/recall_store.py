@@ -122,7 +122,7 @@ def write_store(settings, memories=CORPUS, vectors: np.ndarray | None = None, li
 
 def publish(settings):
     """Build and publish a snapshot from the store (what the recall_snapshot asset does)."""
-    from codex_dreams.recall.snapshot import build_snapshot
+    from codex_dreams.retrieval.snapshot import build_snapshot
     from codex_dreams.store import open_store
 
     with open_store(settings, read_only=True) as con:

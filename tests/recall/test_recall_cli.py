@@ -110,7 +110,7 @@ def test_bad_input_is_one_error_line_and_exit_2(settings, args, expected):
     ("\n\n", "queries.jsonl holds no queries"),
 ])
 def test_a_bad_query_file_is_refused_before_anything_is_answered(settings, tmp_path, content, expected):
-    from codex_dreams.recall import log as recall_log
+    from codex_dreams.retrieval import log as recall_log
 
     path = tmp_path / "queries.jsonl"
     path.write_text(content)

@@ -12,7 +12,7 @@ import threading
 import duckdb
 import pytest
 
-from codex_dreams.recall.engine import Recaller
+from codex_dreams.retrieval.engine import Recaller
 
 READER = """
 import json, sys

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from recall_store import BILLS, CORPUS, FERRY, KITTEN, TOMATO, ZOLTAN, publish, write_store
 
-from codex_dreams.recall.config import SIGNALS, RecallWeights, load_weights
-from codex_dreams.recall.engine import InvalidQuery, Recaller
-from codex_dreams.recall.lexical import tokenize
+from codex_dreams.retrieval.config import SIGNALS, RecallWeights, load_weights
+from codex_dreams.retrieval.engine import InvalidQuery, Recaller
+from codex_dreams.retrieval.lexical import tokenize
 
 
 def _stems(engine, text: str) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codex_dreams.recall.graph import AssociationGraph
+from codex_dreams.retrieval.graph import AssociationGraph
 
 
 def graph(n: int, links: list[tuple[int, int, float, int]]) -> AssociationGraph:

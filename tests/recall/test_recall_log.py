@@ -9,10 +9,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from codex_dreams.recall import log as recall_log
-from codex_dreams.recall.asset import ACCESS_LOG, RECALL_SNAPSHOT, SNAPSHOT_DEPS, access_log, recall_snapshot
-from codex_dreams.recall.engine import Recaller
-from codex_dreams.recall.snapshot import current_snapshot_path, current_version
+from codex_dreams.retrieval import log as recall_log
+from codex_dreams.retrieval.asset import ACCESS_LOG, RECALL_SNAPSHOT, SNAPSHOT_DEPS, access_log, recall_snapshot
+from codex_dreams.retrieval.engine import Recaller
+from codex_dreams.retrieval.snapshot import current_snapshot_path, current_version
 
 
 def _access_rows(settings) -> list[tuple]:

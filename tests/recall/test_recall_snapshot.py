@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from recall_store import CORPUS, publish
 
-from codex_dreams.recall.lexical import tokenize
-from codex_dreams.recall.snapshot import (
+from codex_dreams.retrieval.lexical import tokenize
+from codex_dreams.retrieval.snapshot import (
     CURRENT_FILE,
     SnapshotUnavailable,
     build_from_store,
@@ -75,7 +75,7 @@ def test_publishing_replaces_current_and_keeps_the_last_two(recall_store):
 
 
 def test_readers_keep_answering_while_new_versions_are_published(recall_store):
-    from codex_dreams.recall.engine import Recaller
+    from codex_dreams.retrieval.engine import Recaller
 
     engine = Recaller(recall_store)
     errors, seen = [], set()
@@ -146,7 +146,7 @@ def test_the_query_tokenizer_is_the_fts_index_tokenizer(recall_store):
 @pytest.mark.parametrize("query", ["Kovacsevic", "ferry tickets to Hydra", "the new home office",
                                    "LH1234 Zurich gate", "tomato plants balcony breakfast", "nothing matches zyxw"])
 def test_bm25_scores_equal_match_bm25(recall_store, query):
-    from codex_dreams.recall.engine import Recaller
+    from codex_dreams.retrieval.engine import Recaller
 
     engine = Recaller(recall_store)
     snap = engine.snapshot()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codex_dreams.recall.snapshot import FTS_STEMMER, FTS_TABLE
+from codex_dreams.retrieval.snapshot import FTS_STEMMER, FTS_TABLE
 
 # The tokens are inlined as a literal: binding any Python parameter costs DuckDB two failed `import pandas`
 # lookups on sys.path (~0.4 ms per query here). Tokens hold only letters and digits; quotes are doubled anyway.

@@ -32,11 +32,11 @@ import duckdb
 import numpy as np
 
 from codex_dreams.errors import InputError
-from codex_dreams.recall import lexical as lexical_search
-from codex_dreams.recall import log as recall_log
-from codex_dreams.recall.config import DEFAULT_SHAPE, SIGNALS, RecallWeights, SearchShape, load_weights
-from codex_dreams.recall.graph import ActivationPath, AssociationGraph, load_graph
-from codex_dreams.recall.snapshot import (
+from codex_dreams.retrieval import lexical as lexical_search
+from codex_dreams.retrieval import log as recall_log
+from codex_dreams.retrieval.config import DEFAULT_SHAPE, SIGNALS, RecallWeights, SearchShape, load_weights
+from codex_dreams.retrieval.graph import ActivationPath, AssociationGraph, load_graph
+from codex_dreams.retrieval.snapshot import (
     DATABASE_FILE,
     MANIFEST_FILE,
     SnapshotUnavailable,
@@ -108,7 +108,7 @@ class RecallResponse:
         return [r.memory_id for r in self.results]
 
     def as_dict(self, *, explain: bool | None = None, id=None) -> dict:
-        """One line of `codex query --json` (see codex_dreams/recall/query_result.schema.json)."""
+        """One line of `codex query --json` (see codex_dreams/retrieval/query_result.schema.json)."""
         explain = self.explain if explain is None else explain
         out = {
             "id": id if id is not None else (self.id if self.id is not None else self.query_id),

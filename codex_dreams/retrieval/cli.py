@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from codex_dreams.recall.engine import InvalidQuery, RecallResponse, recaller_for, validate_k, validate_text
+from codex_dreams.retrieval.engine import InvalidQuery, RecallResponse, recaller_for, validate_k, validate_text
 
 
 def read_queries(path: Path) -> list[tuple[object, str]]:

@@ -4,7 +4,7 @@
   long_term_memory.access_log, where retrieval strength and consolidation read it. Its key is the one the dbt
   source `long_term_memory.access_log` gets by default, so `ltm_memories` runs after it.
 - `recall_snapshot` reads the store after the stages have run and publishes the read-only snapshot that
-  `codex query` answers from (`codex_dreams.recall.snapshot`), so recall never waits on the pipeline.
+  `codex query` answers from (`codex_dreams.retrieval.snapshot`), so recall never waits on the pipeline.
 
 Both write or read the DuckDB file, so both run in the `duckdb_writer` pool. Nothing here opens the store at
 import time.
@@ -43,7 +43,7 @@ SNAPSHOT_DEPS = [
     ),
 )
 def access_log(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    from codex_dreams.recall import log as recall_log
+    from codex_dreams.retrieval import log as recall_log
     from codex_dreams.settings import get_settings
 
     path = recall_log.log_path(get_settings())
@@ -74,7 +74,7 @@ def access_log(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.
     ),
 )
 def recall_snapshot(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    from codex_dreams.recall.snapshot import build_snapshot
+    from codex_dreams.retrieval.snapshot import build_snapshot
     from codex_dreams.settings import get_settings
 
     with duckdb.get_connection() as con:
