@@ -28,6 +28,7 @@ import dagster as dg
 
 from codex_dreams.stages.consolidation import CYCLE_ASSET_KEYS, STATE_TABLE_KEYS
 from codex_dreams.stages.cycles import CYCLE_KEY_TAG, cycle_for
+from codex_dreams.retrieval.asset import RECALL_SNAPSHOT
 from codex_dreams.stages.long_term_memory import LTM_CLUSTERS
 
 # Everything that refreshes after a cycle: the consolidation dbt models (the group minus the cycle assets),
@@ -50,9 +51,10 @@ def _cycle_job(name: str, cycle_type: str, description: str) -> dg.UnresolvedAss
 
 working_memory_job = dg.define_asset_job(
     name="working_memory_job",
-    selection=dg.AssetSelection.assets("raw_memories") | dg.AssetSelection.groups("working_memory"),
+    # The recall snapshot is republished too, so a memory is searchable within one 30-second rhythm.
+    selection=dg.AssetSelection.assets("raw_memories", RECALL_SNAPSHOT) | dg.AssetSelection.groups("working_memory"),
     description="Sensory input and working memory (30-second rhythm): drain the inbox / sync PostgreSQL, enrich "
-                "new memories, rebuild the attention windows.",
+                "new memories, rebuild the attention windows, republish the recall snapshot.",
 )
 short_term_memory_job = dg.define_asset_job(
     name="short_term_memory_job",

@@ -45,6 +45,12 @@ def test_consolidate_runs_jobs_in_process_and_reports_the_backlog(settings):
     assert summary["status"] == "SUCCESS" and summary["where"] == "in-process"
     assert any("memory_enrichment" in step["name"] for step in summary["steps"])
 
+    # the 30-second rhythm also republishes the recall snapshot: new memories are searchable at once
+    query = runner.invoke(app, ["query", "--text", "Kestrel café lunch", "--k", "1", "--json"])
+    assert query.exit_code == 0, query.output
+    [top] = json.loads(query.stdout)["results"]
+    assert top["content"].startswith("Lunch at Kestrel café with Sam")
+
     short = runner.invoke(app, ["consolidate", "--type", "short_term", "--json"])
     assert short.exit_code == 0, short.output
 
