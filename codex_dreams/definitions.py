@@ -28,9 +28,7 @@ def build_definitions() -> dg.Definitions:
     for module in STAGE_MODULES:
         assets.extend(module.assets)
         checks.extend(module.asset_checks)
-    job_names = {job.name for job in jobs.jobs}
-    # Rhythms need their jobs; while the stage jobs are being built only the complete set is wired.
-    schedules, sensors = (automation.build_rhythms(job_names) if "full_cycle_job" in job_names else ([], []))
+    schedules, sensors = automation.build_rhythms({job.name for job in jobs.jobs})
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

@@ -82,7 +82,7 @@ def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | N
 
 def run_full_cycle(settings: Settings, *, log: Callable[[str], None] | None = None) -> dict:
     started = time.monotonic()
-    result = run_job(full_cycle_job_name(), settings, log=log)
+    result = run_job("full_cycle_job", settings, log=log)
     seconds = time.monotonic() - started
     status = "SUCCESS" if result.success else "FAILURE"
     failures = [
@@ -93,9 +93,3 @@ def run_full_cycle(settings: Settings, *, log: Callable[[str], None] | None = No
     return {"run_id": result.run_id, "status": status, "seconds": seconds, "failures": failures,
             "tables": table_counts(settings)}
 
-
-def full_cycle_job_name() -> str:
-    from codex_dreams.definitions import defs
-
-    names = {job.name for job in defs.jobs or []}
-    return "full_cycle_job" if "full_cycle_job" in names else "__ASSET_JOB"

@@ -12,7 +12,7 @@ from codex_dreams.settings import Settings
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2}
-# A rhythm's job whose last success is older than this many of its periods is overdue.
+# More memories than this waiting in the inbox means the pipeline is not draining it (no daemon running?).
 INBOX_BACKLOG_WARNING = 1_000
 
 
