@@ -64,9 +64,11 @@ def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | N
     from codex_dreams.instance import ensure_instance
 
     ensure_instance(settings)
-    from codex_dreams.definitions import defs
+    from codex_dreams.definitions import build_definitions
 
-    job = defs.resolve_job_def(job_name)
+    # Built for the current settings, not the module-level `defs` of the first import: a long-lived process
+    # (a notebook, an agent, the test suite) may point CODEX_HOME elsewhere later.
+    job = build_definitions().resolve_job_def(job_name)
     instance = dg.DagsterInstance.get()
     if log:
         log(f"Running {job_name} ...")
