@@ -58,7 +58,9 @@ def test_codex_dev_serves_the_stage_groups_and_stops_cleanly(tmp_path):
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "CODEX_HOME": str(tmp_path / "codex_home"), "POSTGRES_DB_URL": "",
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DAGSTER_DISABLE_TELEMETRY": "1",
-           "CODEX_UI_TEST_MARKER": marker}
+           "CODEX_UI_TEST_MARKER": marker,
+           # rhythms off: a schedule tick (every 5 min) must not launch a run that outlives this UI check
+           "CODEX_RHYTHMS": "off"}
     env.pop("DAGSTER_HOME", None)
     log = (tmp_path / "dev.log").open("w")
     proc = subprocess.Popen(
