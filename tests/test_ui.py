@@ -41,6 +41,13 @@ def processes_with_marker(marker: str) -> list[int]:
     return found
 
 
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "?"
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -102,20 +109,22 @@ def test_codex_dev_serves_the_stage_groups_and_stops_cleanly(tmp_path):
         except ProcessLookupError:
             pass
         try:
-            proc.wait(timeout=30)
+            # a loaded 2-core CI machine can take a while to stop the daemon's threads and the code server
+            proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         # children (daemon, webserver, code server) get a moment to exit after their parent
-        gone = wait_until(lambda: not processes_with_marker(marker), timeout=30)
+        gone = wait_until(lambda: not processes_with_marker(marker), timeout=60)
         leftover = [] if gone else processes_with_marker(marker)
+        described = {pid: _command_line(pid) for pid in leftover}
         for pid in leftover:  # clean up, then fail below
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         log.close()
-    assert leftover == [], f"processes left behind after SIGTERM: {leftover}"
+    assert leftover == [], f"processes left behind after SIGTERM: {described}"
 
     def group_gone() -> bool:  # exited children may linger briefly as zombies until init reaps them
         try:
