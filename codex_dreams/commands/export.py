@@ -18,6 +18,7 @@ from typing import Callable
 import pyarrow as pa
 
 from codex_dreams.errors import InputError
+from codex_dreams.store import relation_exists
 
 FORMATS = ("json", "jsonl", "csv", "parquet")
 # stage name -> (schema, table, order by)
@@ -54,13 +55,6 @@ def _json_default(value):
     return str(value)
 
 
-def _table_exists(con, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from (select schema_name, table_name from duckdb_tables() union all "
-        "select schema_name, view_name from duckdb_views()) where schema_name = ? and table_name = ?",
-        [schema, table],
-    ).fetchone()[0])
-
 
 def validate_request(fmt: str, stage: str, output: Path, force: bool) -> None:
     if fmt not in FORMATS:
@@ -81,7 +75,7 @@ def export_stage(con, stage: str, fmt: str, output: Path, *, force: bool = False
     output = Path(output)
     validate_request(fmt, stage, output, force)
     schema, table, order = STAGES[stage]
-    if not _table_exists(con, schema, table):
+    if not relation_exists(con, schema, table):
         raise ExportError(f"stage {stage} has no data yet ({schema}.{table} does not exist); run the pipeline first")
     # identifiers come from the fixed STAGES table above, never from user input
     relation = f'"{schema}"."{table}"'

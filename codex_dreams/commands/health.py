@@ -60,10 +60,9 @@ def _store_checks(settings: Settings) -> list[Check]:
 
 
 def _memory_health_alerts(con) -> list[Check]:
-    exists = con.execute(
-        "select count(*) from duckdb_views() where schema_name = 'monitoring' and view_name = 'memory_health'"
-    ).fetchone()[0]
-    if not exists:
+    from codex_dreams.store import relation_exists
+
+    if not relation_exists(con, "monitoring", "memory_health"):
         return [Check("memory_health", OK, "no monitoring yet (the pipeline has not run)")]
     cursor = con.execute("select * from monitoring.memory_health")
     columns = [d[0] for d in cursor.description]

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from codex_dreams.settings import Settings
+from codex_dreams.store import relation_exists
 
 INSIGHTS_DDL = """
 create table if not exists long_term_memory.insights (
@@ -48,16 +49,10 @@ class Insight:
     provenance: dict = field(default_factory=dict)
 
 
-def _exists(con, schema: str, name: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from (select schema_name s, table_name n from duckdb_tables() union all "
-        "select schema_name, view_name from duckdb_views()) where s = ? and n = ?", [schema, name],
-    ).fetchone()[0])
-
 
 def _recent_memories(con, start: datetime, end: datetime) -> list[dict]:
     """Active memories in [start, end] with their enrichment (stm_memories when built, else enrichment)."""
-    if _exists(con, "short_term_memory", "stm_memories"):
+    if relation_exists(con, "short_term_memory", "stm_memories"):
         sql = """
             select s.memory_id, s.content, s.created_at, s.episode_id, s.sentiment, s.salience,
                    s.topics, s.entities, s.locations
@@ -150,7 +145,7 @@ def _central_insight(con, recent: list[dict]) -> Insight | None:
     ids = [m["memory_id"] for m in recent]
     if not ids:
         return None
-    if _exists(con, "long_term_memory", "ltm_memories"):
+    if relation_exists(con, "long_term_memory", "ltm_memories"):
         rows = con.execute(
             "select memory_id, content, retrieval_strength from long_term_memory.ltm_memories "
             "where memory_id in (select unnest(?::varchar[])) order by retrieval_strength desc, memory_id limit ?",
@@ -169,7 +164,7 @@ def _central_insight(con, recent: list[dict]) -> Insight | None:
 
 
 def _cluster_insights(con, recent: list[dict]) -> list[Insight]:
-    if not _exists(con, "long_term_memory", "memory_clusters"):
+    if not relation_exists(con, "long_term_memory", "memory_clusters"):
         return []
     ids = [m["memory_id"] for m in recent]
     by_id = {m["memory_id"]: m for m in recent}
@@ -193,7 +188,7 @@ def _cluster_insights(con, recent: list[dict]) -> list[Insight]:
 
 
 def _episode_insight(con, start: datetime, end: datetime) -> Insight | None:
-    if not _exists(con, "short_term_memory", "stm_episodes"):
+    if not relation_exists(con, "short_term_memory", "stm_episodes"):
         return None
     rows = con.execute(
         "select episode_id, started_at, memory_count, goal, mood, salience, peak_memory_id "

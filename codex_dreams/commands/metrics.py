@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from codex_dreams.errors import InputError
 from codex_dreams.settings import Settings
+from codex_dreams.store import relation_exists
 
 _PERIOD = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -37,15 +38,9 @@ def parse_period(text: str) -> timedelta:
     return timedelta(**{_UNITS[unit]: amount})
 
 
-def _exists(con, schema: str, name: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from (select schema_name s, table_name n from duckdb_tables() union all "
-        "select schema_name, view_name from duckdb_views()) where s = ? and n = ?", [schema, name],
-    ).fetchone()[0])
-
 
 def _count(con, schema: str, table: str, where: str, params: list) -> int | None:
-    if not _exists(con, schema, table):
+    if not relation_exists(con, schema, table):
         return None
     # schema/table/where are fixed strings of this module; values are bound parameters
     return int(con.execute(f'select count(*) from "{schema}"."{table}" where {where}', params).fetchone()[0])
@@ -57,16 +52,16 @@ def store_metrics(con, since: datetime) -> dict:
         "memories_enriched": _count(con, "enriched", "memory_enrichment", "enriched_at >= ?", [since]),
         "recalls": _count(con, "long_term_memory", "access_log", "accessed_at >= ?", [since]),
     }
-    if _exists(con, "working_memory", "wm_attention"):
+    if relation_exists(con, "working_memory", "wm_attention"):
         metrics["memories_attended"] = int(con.execute(
             "select count(*) from working_memory.wm_attention a join raw.memories m on m.id = a.memory_id "
             "where a.attended and m.ingested_at >= ?", [since]).fetchone()[0])
-    if _exists(con, "short_term_memory", "stm_episodes"):
+    if relation_exists(con, "short_term_memory", "stm_episodes"):
         metrics["episodes"] = int(con.execute(
             "select count(distinct s.episode_id) from short_term_memory.stm_memories s "
             "join raw.memories m on m.id = s.memory_id where m.ingested_at >= ?", [since]).fetchone()[0])
     links: dict[str, float] = {}
-    if _exists(con, "consolidation", "cycle_ledger"):
+    if relation_exists(con, "consolidation", "cycle_ledger"):
         for (counts,) in con.execute(
                 "select counts from consolidation.cycle_ledger where finished_at >= ?", [since]).fetchall():
             for key, value in (json.loads(counts) if isinstance(counts, str) else (counts or {})).items():
@@ -75,7 +70,7 @@ def store_metrics(con, since: datetime) -> dict:
         metrics["cycles"] = int(con.execute(
             "select count(*) from consolidation.cycle_ledger where finished_at >= ?", [since]).fetchone()[0])
     metrics["consolidation_counts"] = links
-    if _exists(con, "monitoring", "memory_pipeline_metrics"):
+    if relation_exists(con, "monitoring", "memory_pipeline_metrics"):
         cursor = con.execute("select * from monitoring.memory_pipeline_metrics")
         columns = [d[0] for d in cursor.description]
         metrics["pipeline"] = [dict(zip(columns, row)) for row in cursor.fetchall()]

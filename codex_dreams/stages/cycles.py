@@ -261,12 +261,9 @@ def _affected(con: duckdb.DuckDBPyConnection, statement: str, **values) -> int:
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return con.execute(
-        "select count(*) from (select schema_name, table_name from duckdb_tables() union all "
-        "select schema_name, view_name from duckdb_views()) where schema_name = ? and table_name = ?",
-        [schema, name],
-    ).fetchone()[0] > 0
+    from codex_dreams.store import relation_exists
+
+    return relation_exists(con, *qualified.split("."))
 
 
 def _require_stm(con: duckdb.DuckDBPyConnection) -> None:

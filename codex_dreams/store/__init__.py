@@ -7,6 +7,7 @@ from codex_dreams.store.duckdb_store import (
     duckdb_config,
     load_extension,
     open_store,
+    relation_exists,
 )
 
-__all__ = ["StoreBusyError", "bootstrap", "connect", "duckdb_config", "load_extension", "open_store"]
+__all__ = ["StoreBusyError", "bootstrap", "connect", "duckdb_config", "load_extension", "open_store", "relation_exists"]

@@ -62,6 +62,15 @@ def connect(path: Path | str, *, read_only: bool = False, extension_dir: Path | 
             delay = min(delay * 2, 0.5)
 
 
+def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether a table or view `schema.name` exists (stages appear only once the pipeline has built them)."""
+    return bool(con.execute(
+        "select count(*) from (select schema_name, table_name as name from duckdb_tables() union all "
+        "select schema_name, view_name from duckdb_views()) where schema_name = ? and name = ?",
+        [schema, name],
+    ).fetchone()[0])
+
+
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """LOAD a packaged extension, installing it from its wheel into the extension directory first if needed."""
     if name not in PACKAGED_EXTENSIONS:
