@@ -4,8 +4,11 @@ Phases (each on a fresh store in a temporary CODEX_HOME, offline enrichment, Dag
 - full_1k, full_10k: generated memories (varied sentences, in bursts of 2-12 a few times a day) written to the
   inbox, then `full_cycle_job`: drain, enrich (the real offline model: MiniLM + heuristics), working and
   short-term memory, the four cycles, long-term memory, monitoring. Wall time and time per step.
-- incremental_10k: 10 more memories in a new burst on the 10k store, then `full_cycle_job` again; ratio to
-  full_10k (goal <= 10%).
+- incremental_10k: 10 more memories in a new burst on the 10k store, then `full_cycle_job` again in the same
+  process; ratio to full_10k (goal <= 10%).
+- incremental_10k_new_process: the same with 10 further memories in a new Python process, as the daemon runs
+  each run: the wall time includes the interpreter, importing the code location and dbt's first parse in the
+  process (fixed costs of a run, whatever the store's size).
 - consolidation_1m_links: each cycle function on a synthetic state of 1,000,000 links among 51,000 memories
   in a DuckDB file: 1,000 new memories (200 episodes) with their episode co-activations and two shared
   windows each with an older memory of another episode (so REM walks into the old graph); goal <= 5 s per
@@ -113,25 +116,25 @@ def run_full_cycle(resources) -> dict:
 
     from codex_dreams.definitions import defs
 
-    instance = dg.DagsterInstance.ephemeral()
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # dbt's console log; stdout carries only the JSON
-        result = defs.resolve_job_def("full_cycle_job").execute_in_process(
-            instance=instance, resources=resources, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-    seconds = time.perf_counter() - started
+    with dg.DagsterInstance.ephemeral() as instance:
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # dbt's console log; stdout carries only the JSON
+            result = defs.resolve_job_def("full_cycle_job").execute_in_process(
+                instance=instance, resources=resources, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        seconds = time.perf_counter() - started
+        step_stats = instance.get_run_step_stats(result.run_id)
     if not result.success:
         failed = [event.step_key for event in result.all_events if event.is_step_failure]
         raise RuntimeError(f"full_cycle_job failed: {failed}")
     steps: dict[str, float] = {}
-    for stat in instance.get_run_step_stats(result.run_id):
+    for stat in step_stats:
         if stat.end_time and stat.start_time:
             name = "dbt" if stat.step_key.startswith("codex_dbt_models") else stat.step_key
             steps[name] = round(steps.get(name, 0.0) + stat.end_time - stat.start_time, 2)
     slow = dict(sorted(((k, v) for k, v in steps.items() if v >= 0.2), key=lambda kv: -kv[1]))
     return {"seconds": round(seconds, 2), "steps_seconds": slow,
-            "dbt_steps": sum(1 for s in instance.get_run_step_stats(result.run_id)
-                             if s.step_key.startswith("codex_dbt_models"))}
+            "dbt_steps": sum(1 for s in step_stats if s.step_key.startswith("codex_dbt_models"))}
 
 
 def store_counts(settings) -> dict:
@@ -159,9 +162,7 @@ def pipeline_phases(sizes: list[int], work: Path) -> dict:
     key = f"full_{largest // 1000}k" if largest % 1000 == 0 else f"full_{largest}"
     settings, resources = use_home(work / f"full_{largest}")
     latest = generate(largest, start)[-1]["created_at"]
-    extra = [{"content": f"Back from the trip; Biscuit would not stop wagging. Note {i}: unpack, call Mom, water "
-                         f"the garden beds.", "created_at": latest + timedelta(hours=5, seconds=30 * i)}
-             for i in range(10)]
+    extra = more_memories(latest + timedelta(hours=5))
     write(settings, extra)
     incremental = run_full_cycle(resources)
     incremental["memories_added"] = len(extra)
@@ -169,7 +170,36 @@ def pipeline_phases(sizes: list[int], work: Path) -> dict:
     incremental["goal_ratio"] = 0.10
     incremental["state"] = store_counts(settings)
     report[f"incremental_{key.removeprefix('full_')}"] = incremental
+    report[f"incremental_{key.removeprefix('full_')}_new_process"] = new_process_cycle(
+        work / f"full_{largest}", latest + timedelta(hours=6), report[key]["seconds"])
     return report
+
+
+def more_memories(after: datetime) -> list[dict]:
+    return [{"content": f"Back from the trip; Biscuit would not stop wagging. Note {i}: unpack, call Mom, water "
+                        f"the garden beds.", "created_at": after + timedelta(seconds=30 * i)} for i in range(10)]
+
+
+def new_process_cycle(home: Path, after: datetime, full_seconds: float) -> dict:
+    """10 more memories and a full cycle in a fresh interpreter (this script with --cycle-in-this-process)."""
+    import subprocess
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--cycle-in-this-process", str(home), after.isoformat()],
+                          capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"cycle in a new process failed:\n{done.stderr[-3000:]}")
+    inner = json.loads(done.stdout)
+    return {"seconds": round(seconds, 2), "job_seconds": inner["seconds"],
+            "process_and_import_seconds": round(seconds - inner["seconds"], 2),
+            "ratio_to_full": round(seconds / full_seconds, 3), "steps_seconds": inner["steps_seconds"]}
+
+
+def cycle_in_this_process(home: Path, after: datetime) -> None:
+    settings, resources = use_home(home)
+    write(settings, more_memories(after))
+    print(json.dumps(run_full_cycle(resources)))
 
 
 def consolidation_phase(links: int, work: Path) -> dict:
@@ -258,7 +288,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--links", type=int, default=1_000_000)
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--cycle-in-this-process", nargs=2, metavar=("CODEX_HOME", "AFTER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cycle_in_this_process:
+        home, after = args.cycle_in_this_process
+        cycle_in_this_process(Path(home), datetime.fromisoformat(after))
+        return
     work = Path(tempfile.mkdtemp(prefix="codex-bench-"))
     report: dict = {"benchmark": "pipeline", "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                     "enrichment": "offline provider, real MiniLM int8 embeddings + heuristics, computed in each "

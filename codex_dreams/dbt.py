@@ -1,18 +1,20 @@
-"""dbt wiring in one place: the project, its manifest, the translator and the dbt assets factory."""
+"""dbt wiring in one place: the project, its manifest, the translator, the in-process dbt runner (resource
+`dbt`) and the dbt assets factory."""
 
 
 import os
-import shutil
+import queue
 import subprocess
 import sys
-from functools import cache, cached_property
+import threading
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliResource,
     DbtProject,
     dbt_assets,
 )
@@ -77,33 +79,161 @@ def stage_translator() -> StageTranslator:
     return StageTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-class CodexDbtCliResource(DbtCliResource):
-    """DbtCliResource that knows its dbt version without running `dbt --version` (~3 s per step): dbt-core
-    is installed in this very environment, so its version is the package's."""
-
-    @cached_property
-    def _cli_version(self):
-        from dbt.version import __version__
-        from packaging import version
-
-        return version.parse(__version__)
+RESULT_EVENTS = frozenset({"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult"})
+# dbt keeps global state (flags, adapter registry, invocation context): one invocation at a time per process.
+_DBT_LOCK = threading.Lock()
+_MANIFESTS: dict[tuple, Any] = {}
 
 
-def keep_partial_parse(invocation_target: Path) -> None:
-    """Publish a run's partial-parse state to the project's target dir, so the next run (same store path and
-    vars, hence the same profile) parses incrementally instead of from scratch."""
-    produced = invocation_target / "partial_parse.msgpack"
-    if not produced.exists():
-        return
-    destination = dbt_project().project_dir / "target" / "partial_parse.msgpack"
-    temporary = destination.with_suffix(f".{os.getpid()}.tmp")
-    shutil.copyfile(produced, temporary)
-    os.replace(temporary, destination)
+class DbtRunnerResource(dg.ConfigurableResource):
+    """Runs dbt inside the step's process through dbt's programmatic API (`dbtRunner`) instead of a `dbt`
+    subprocess per step: no interpreter start and dbt import (~4 s), no re-parse (the parsed manifest is kept
+    per process and store), so a 30-second rhythm pays for the SQL it runs, not for dbt's startup. Events are
+    turned into Dagster materializations and asset-check results by dagster-dbt, exactly as for its CLI."""
+
+    target_dir: str  # compiled SQL and partial-parse state of this store ($CODEX_HOME/dbt_target)
+    log_dir: str  # dbt.log ($CODEX_HOME/logs)
+
+    def _common_args(self) -> list[str]:
+        return ["--project-dir", str(dbt_project().project_dir), "--profiles-dir", str(DBT_PROJECT_DIR),
+                "--target-path", self.target_dir, "--log-path", self.log_dir, "--no-use-colors"]
+
+    def _manifest(self, dbt_vars: str):
+        """The parsed dbt Manifest for these vars and this store, parsed once per process (partial parsing
+        makes the first parse in a new process cheap too)."""
+        key = (self.target_dir, os.environ.get("DUCKDB_PATH"), dbt_vars, _newest_source_mtime())
+        if key not in _MANIFESTS:
+            from dbt.cli.main import dbtRunner
+
+            result = dbtRunner().invoke(["parse", *self._common_args(), "--vars", dbt_vars, "--quiet",
+                                         "--no-write-json"])
+            if not result.success:
+                raise dg.Failure(description=f"dbt parse failed: {result.exception}")
+            _MANIFESTS.clear()  # one store per process at a time; do not pile up manifests
+            _MANIFESTS[key] = result.result
+        return _MANIFESTS[key]
+
+    def build(self, context: dg.AssetExecutionContext, *, dbt_vars: str, full_refresh: bool = False):
+        """`dbt build` of the step's selection; yields Dagster events as dbt finishes each node, raises
+        dg.Failure (with dbt's error lines) when a model or an error-severity test fails."""
+        from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+        from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+
+        # the step's subset as dbt selection arguments, exactly as dagster-dbt's CLI resource computes it
+        # (manifest and translator come from the assets definition)
+        params = get_updated_cli_invocation_params_for_context(
+            context=context, manifest={}, dagster_dbt_translator=stage_translator())
+        if params.dbt_project and Path(params.dbt_project.project_dir) != dbt_project().project_dir:
+            raise dg.Failure(description="the dbt selection is too large for command-line selection; "
+                                         "select fewer dbt assets per run")
+        args = ["build", *self._common_args(), "--vars", dbt_vars,
+                # A rhythm builds one stage: skip tests that also touch a later stage's (maybe unbuilt) models.
+                "--indirect-selection", params.indirect_selection or "cautious", *params.selection_args,
+                # dbt's unit tests check the models' SQL, not the data: the test suite runs them
+                # (tests/test_dbt_unit_tests.py), every rhythm would only repeat them
+                "--exclude-resource-type", "unit_test",
+                # results come as events; rewriting the 1 MB manifest.json on every rhythm is waste
+                "--no-write-json", "--log-level-file", "info"]
+        if full_refresh:
+            args.append("--full-refresh")
+        Path(self.target_dir).mkdir(parents=True, exist_ok=True)
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+
+        with _DBT_LOCK:
+            working_dir = os.getcwd()  # dbt chdirs into the project during a task
+            try:
+                events, errors, outcome = _start_build(self._manifest(dbt_vars), args)
+                for raw_event in events:
+                    if raw_event["info"]["level"] == "error":
+                        errors.append(raw_event["info"]["msg"])
+                    if raw_event["info"]["name"] in RESULT_EVENTS:
+                        yield from DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={}) \
+                            .to_default_asset_events(manifest=params.manifest,
+                                                     dagster_dbt_translator=params.dagster_dbt_translator,
+                                                     context=context, target_path=Path(self.target_dir),
+                                                     project=params.dbt_project)
+            finally:
+                os.chdir(working_dir)
+        result = outcome.get("result")
+        if "error" in outcome or result is None or not result.success:
+            detail = "\n".join(errors) or str(outcome.get("error") or (result and result.exception) or "")
+            raise dg.Failure(description=f"dbt build failed ({len(errors)} error(s)):\n{detail}".strip(),
+                             metadata={"dbt_log": dg.MetadataValue.path(str(Path(self.log_dir) / "dbt.log"))})
 
 
-def dbt_resource() -> DbtCliResource:
-    return CodexDbtCliResource(project_dir=dbt_project(), profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=dbt_executable())
+def _start_build(manifest, args: list[str]):
+    """Run dbtRunner in a worker thread; return an iterator over its events (as dbt's JSON log dicts) that
+    ends when dbt does, the list that collects error lines, and the outcome dict ("result" or "error").
+    A thread, so that the step yields each node's result as it finishes (progress in the UI) and stays
+    interruptible while waiting."""
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.functions import msg_to_dict
+
+    events: queue.Queue = queue.Queue()
+    done = object()
+    outcome: dict = {}
+
+    def on_event(message) -> None:
+        if message.info.name in RESULT_EVENTS or message.info.level == "error":
+            events.put(msg_to_dict(message))
+
+    def work() -> None:
+        try:
+            outcome["result"] = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(args)
+        except BaseException as error:  # reported by the caller, never lost in the thread
+            outcome["error"] = error
+        finally:
+            _release_duckdb()
+            events.put(done)
+
+    worker = threading.Thread(target=work, name="dbt-build", daemon=True)
+    worker.start()
+
+    def drain():
+        try:
+            while True:
+                try:
+                    item = events.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if item is done:
+                    return
+                yield item
+        except BaseException:
+            _interrupt_duckdb()
+            raise
+        finally:
+            worker.join()
+
+    return drain(), [], outcome
+
+
+def _release_duckdb() -> None:
+    """Close dbt-duckdb's connection: dbt-duckdb keeps it open across invocations, and the file must be
+    released when the run ends (the run's own StoreResource instance stays open until then)."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        if environment is not None:
+            environment.close()
+        DuckDBConnectionManager.close_all_connections()
+
+
+def _interrupt_duckdb() -> None:
+    """On a run termination, stop the query dbt is running (best effort) so the step ends promptly."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        environment = DuckDBConnectionManager._ENV
+        if environment is not None and getattr(environment, "conn", None) is not None:
+            environment.conn.interrupt()
+    except Exception:  # nothing to interrupt
+        pass
+
+
+def dbt_resource(settings) -> DbtRunnerResource:
+    return DbtRunnerResource(target_dir=str(settings.dbt_target_dir), log_dir=str(settings.logs_dir))
 
 
 class DbtBuildConfig(dg.Config):
@@ -112,19 +242,14 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from scratch (after changing their logic)
 
 
-def build_args(config: DbtBuildConfig) -> list[str]:
-    """`dbt build` arguments: the active enrichment model key as a var, and an optional full refresh."""
+def dbt_vars() -> str:
+    """dbt vars of a run: the active enrichment model key (the models prefer its enrichment rows)."""
     import json
 
     from codex_dreams.enrichment.cache import active_model_key
     from codex_dreams.settings import get_settings
 
-    args = ["build", "--vars", json.dumps({"enrichment_model": active_model_key(get_settings())}),
-            # A rhythm builds one stage: skip tests that also touch a later stage's (maybe unbuilt) models.
-            "--indirect-selection", "cautious"]
-    if config.full_refresh:
-        args.append("--full-refresh")
-    return args
+    return json.dumps({"enrichment_model": active_model_key(get_settings())})
 
 
 def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> dg.AssetsDefinition:
@@ -132,13 +257,13 @@ def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> d
 
     @dbt_assets(manifest=manifest, project=dbt_project(), select=select, name=name,
                 dagster_dbt_translator=stage_translator(), pool=DUCKDB_WRITER_POOL)
-    def _models(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource,
+    def _models(context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtRunnerResource,
                 duckdb: DuckDBResource):
-        # profiles.yml reads DUCKDB_PATH: dbt writes the very file the Python assets use.
+        # profiles.yml reads DUCKDB_PATH: dbt writes the very file the Python assets use, with the same config
+        # (extension directory included), so it shares the database instance the run holds open.
         os.environ["DUCKDB_PATH"] = str(duckdb.database)
-        invocation = dbt.cli(build_args(config), context=context)
-        yield from invocation.stream()
-        keep_partial_parse(invocation.target_path)
+        os.environ["CODEX_DUCKDB_EXTENSION_DIR"] = str(duckdb.connection_config.get("extension_directory", ""))
+        yield from dbt.build(context, dbt_vars=dbt_vars(), full_refresh=config.full_refresh)
 
     return _models
 

@@ -36,6 +36,9 @@ def build_definitions() -> dg.Definitions:
         schedules=schedules,
         sensors=sensors,
         resources=build_resources(),
+        # One process per run, steps in order: every step writes the one DuckDB file (pool of limit 1), so
+        # a process per step would only add its start-up (seconds of imports) to every rhythm.
+        executor=dg.in_process_executor,
     )
 
 

@@ -69,7 +69,6 @@ def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | N
     # Built for the current settings, not the module-level `defs` of the first import: a long-lived process
     # (a notebook, an agent, the test suite) may point CODEX_HOME elsewhere later.
     job = build_definitions().resolve_job_def(job_name)
-    instance = dg.DagsterInstance.get()
     if log:
         log(f"Running {job_name} ...")
     # Dagster's per-event DEBUG lines go to the run's event log (and the UI), not to the terminal; dbt's
@@ -77,7 +76,10 @@ def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | N
     # clean for `--json`.
     run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with (settings.logs_dir / "runs.log").open("a", encoding="utf-8") as run_log, \
+    # The instance is disposed after the run: its SQLite connections must not be left to the garbage
+    # collector (which may run them down in another thread, e.g. dbt's).
+    with dg.DagsterInstance.get() as instance, \
+            (settings.logs_dir / "runs.log").open("a", encoding="utf-8") as run_log, \
             contextlib.redirect_stdout(run_log):
         return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
 

@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         return self.codex_home.expanduser().resolve() / "run"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's compiled SQL and partial-parse state for this store (one writer at a time uses it)."""
+        return self.codex_home.expanduser().resolve() / "dbt_target"
+
+    @property
     def extension_dir(self) -> Path:
         return self.codex_home.expanduser().resolve() / "duckdb_extensions"
 

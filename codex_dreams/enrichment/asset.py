@@ -3,6 +3,7 @@
 import dagster as dg
 
 from codex_dreams.enrichment.pipeline import enrich_pending
+from codex_dreams.resources import StoreResource
 
 
 @dg.asset(
@@ -18,9 +19,12 @@ from codex_dreams.enrichment.pipeline import enrich_pending
         "Writes enriched.memory_enrichment and refreshes the view enriched.current_enrichment."
     ),
 )
-def memory_enrichment(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def memory_enrichment(context: dg.AssetExecutionContext, duckdb: StoreResource) -> dg.MaterializeResult:
     # Settings are read at run time so the code location loads without touching the environment or the store.
     from codex_dreams.settings import get_settings
 
-    stats = enrich_pending(get_settings(), log=context.log)
+    settings = get_settings()
+    if settings.llm_provider != "offline":
+        duckdb.release()  # provider calls may take minutes: the store stays free meanwhile (reopened per batch)
+    stats = enrich_pending(settings, log=context.log)
     return dg.MaterializeResult(metadata=stats.as_metadata())

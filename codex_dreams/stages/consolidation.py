@@ -23,6 +23,7 @@ from dagster_duckdb import DuckDBResource
 from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
 from codex_dreams.stages import cycles, reporting
+from codex_dreams.stages.checks import StoreCheck, stage_checks
 from codex_dreams.store import bootstrap
 
 GROUP = "consolidation"
@@ -236,15 +237,11 @@ def consolidation_tables(context: dg.AssetExecutionContext, duckdb: DuckDBResour
 
 
 def _check(asset: dg.AssetKey, name: str, description: str, sql: str, what: str):
-    """An asset check that passes when `sql` counts zero offending rows (and names one of them)."""
+    """A blocking invariant that passes when `sql` counts zero offending rows (and names one of them)."""
 
-    @dg.asset_check(asset=asset, name=name, description=description, pool=DUCKDB_WRITER_POOL,
-                    blocking=True)
-    def _asset_check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        params = biological_params()
-        with store_connection(duckdb) as con:
-            used = params_for(sql, params)
-            offending, sample = (con.execute(sql, used) if used else con.execute(sql)).fetchone()
+    def evaluate(con: duckdb_module.DuckDBPyConnection) -> dg.AssetCheckResult:
+        used = params_for(sql, biological_params())
+        offending, sample = (con.execute(sql, used) if used else con.execute(sql)).fetchone()
         return dg.AssetCheckResult(
             passed=offending == 0,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -252,7 +249,7 @@ def _check(asset: dg.AssetKey, name: str, description: str, sql: str, what: str)
             metadata={"offending_rows": dg.MetadataValue.int(int(offending))},
         )
 
-    return _asset_check
+    return StoreCheck(dg.AssetCheckSpec(name, asset=asset, description=description, blocking=True), evaluate)
 
 
 def params_for(sql: str, params: dict) -> dict:
@@ -308,5 +305,6 @@ links_are_canonical_pairs = _check(
 
 assets: list = [hippocampal_consolidation, deep_sleep_consolidation, rem_sleep, synaptic_homeostasis,
                 consolidation_tables]
-asset_checks: list = [strengths_in_unit_interval, no_link_below_pruning_threshold, ledger_one_row_per_cycle_key,
-                      links_are_canonical_pairs]
+asset_checks: list = [stage_checks("consolidation_checks", [
+    strengths_in_unit_interval, no_link_below_pruning_threshold, ledger_one_row_per_cycle_key,
+    links_are_canonical_pairs])]

@@ -490,8 +490,8 @@ def memory_embeddings(con: duckdb.DuckDBPyConnection, enrichment_model: str | No
     """(memory ids, episode ids, unit vectors [n, d]) of the memories `members_sql` selects (memory_id,
     episode_id) that have an embedding; by default the staged memories of this cycle.
 
-    One enrichment row per memory, chosen like working memory does (wm_memory_features): the model named by
-    the dbt var `enrichment_model` if set, else the latest enrichment. Vectors of another dimension than the
+    One enrichment row per memory, in the order of the dbt macro `preferred_enrichment_order` (the model named by
+    the dbt var `enrichment_model` if set, else the latest enrichment). Vectors of another dimension than the
     dominant one (a model switch in progress) are left out.
     """
     table = _sql(con, f"""

@@ -22,6 +22,7 @@ from dagster_duckdb import DuckDBResource
 from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
 from codex_dreams.stages import cycles, reporting
+from codex_dreams.stages.checks import StoreCheck, stage_checks
 from codex_dreams.stages.consolidation import STATE_TABLE_KEYS, run_params, store_connection
 
 GROUP = "long_term_memory"
@@ -242,15 +243,12 @@ def ltm_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.
     })
 
 
-@dg.asset_check(asset=LTM_CLUSTERS, name="every_long_term_memory_in_one_column", pool=DUCKDB_WRITER_POOL,
-                description="Each live long-term memory belongs to exactly one cortical column.")
-def every_long_term_memory_in_one_column(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    with store_connection(duckdb) as con:
-        missing, extra = con.execute(f"""
-            with ltm as ({_LTM_MEMBERS_SQL})
-            select (select count(*) from ltm anti join {CLUSTERS_TABLE} as c using (memory_id)),
-                   (select count(*) from {CLUSTERS_TABLE} as c anti join ltm using (memory_id))
-        """).fetchone()
+def every_long_term_memory_in_one_column(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    missing, extra = con.execute(f"""
+        with ltm as ({_LTM_MEMBERS_SQL})
+        select (select count(*) from ltm anti join {CLUSTERS_TABLE} as c using (memory_id)),
+               (select count(*) from {CLUSTERS_TABLE} as c anti join ltm using (memory_id))
+    """).fetchone()
     return dg.AssetCheckResult(
         passed=missing == 0 and extra == 0,
         description=f"{missing} long-term memories without a column, {extra} clustered memories not in LTM",
@@ -259,4 +257,9 @@ def every_long_term_memory_in_one_column(duckdb: DuckDBResource) -> dg.AssetChec
 
 
 assets: list = [ltm_clusters, ltm_report]
-asset_checks: list = [every_long_term_memory_in_one_column]
+asset_checks: list = [stage_checks("long_term_memory_checks", [
+    StoreCheck(dg.AssetCheckSpec(
+        "every_long_term_memory_in_one_column", asset=LTM_CLUSTERS,
+        description="Each live long-term memory belongs to exactly one cortical column."),
+        every_long_term_memory_in_one_column),
+])]

@@ -7,56 +7,52 @@ co-activation pairs, and report episode and strength summaries in Markdown. Each
 """
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
+from codex_dreams.stages.checks import StoreCheck, stage_checks
 from codex_dreams.stages.working_memory import _markdown_table
 
 STM_MEMORIES = dg.AssetKey(["short_term_memory", "stm_memories"])
 STM_COACTIVATION = dg.AssetKey(["short_term_memory", "stm_coactivation"])
 
 
-@dg.asset_check(
-    asset=STM_MEMORIES,
-    pool=DUCKDB_WRITER_POOL,
-    description="Nothing is lost: every active raw memory is in short-term memory exactly once, no other.",
-)
-def stm_nothing_lost(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    with duckdb.get_connection() as con:
-        active, in_stm, missing, extra, duplicated = con.execute(
-            """
-            with active as (select id from raw.memories where deleted_at is null),
-                 stm as (select memory_id from short_term_memory.stm_memories)
-            select
-                (select count(*) from active),
-                (select count(*) from stm),
-                (select count(*) from active anti join stm on stm.memory_id = active.id),
-                (select count(*) from stm anti join active on active.id = stm.memory_id),
-                (select count(*) - count(distinct memory_id) from stm)
-            """
-        ).fetchone()
-        sample = [row[0] for row in con.execute(
-            """
-            select id from raw.memories m
-            where deleted_at is null
-              and not exists (select 1 from short_term_memory.stm_memories s where s.memory_id = m.id)
-            order by created_at limit 5
-            """
-        ).fetchall()]
-        episodes = con.execute(
-            """
-            select boundary_reason, count(*), avg(memory_count), max(memory_count), avg(strength)
-            from short_term_memory.stm_episodes group by 1 order by 1
-            """
-        ).fetchall()
-        strengths = con.execute(
-            """
-            select count(*), min(strength), quantile_cont(strength, 0.25), median(strength),
-                   quantile_cont(strength, 0.75), max(strength)
-            from short_term_memory.stm_memories
-            """
-        ).fetchall()
+def stm_nothing_lost(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    active, in_stm, missing, extra, duplicated = con.execute(
+        """
+        with active as (select id from raw.memories where deleted_at is null),
+             stm as (select memory_id from short_term_memory.stm_memories)
+        select
+            (select count(*) from active),
+            (select count(*) from stm),
+            (select count(*) from active anti join stm on stm.memory_id = active.id),
+            (select count(*) from stm anti join active on active.id = stm.memory_id),
+            (select count(*) - count(distinct memory_id) from stm)
+        """
+    ).fetchone()
+    sample = [row[0] for row in con.execute(
+        """
+        select id from raw.memories m
+        where deleted_at is null
+          and not exists (select 1 from short_term_memory.stm_memories s where s.memory_id = m.id)
+        order by created_at limit 5
+        """
+    ).fetchall()]
+    episodes = con.execute(
+        """
+        select boundary_reason, count(*), avg(memory_count), max(memory_count), avg(strength)
+        from short_term_memory.stm_episodes group by 1 order by 1
+        """
+    ).fetchall()
+    strengths = con.execute(
+        """
+        select count(*), min(strength), quantile_cont(strength, 0.25), median(strength),
+               quantile_cont(strength, 0.75), max(strength)
+        from short_term_memory.stm_memories
+        """
+    ).fetchall()
     passed = missing == 0 and extra == 0 and duplicated == 0
     return dg.AssetCheckResult(
         passed=bool(passed),
@@ -78,33 +74,24 @@ def stm_nothing_lost(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset=STM_COACTIVATION,
-    pool=DUCKDB_WRITER_POOL,
-    description=(
-        "Pair generation stays bounded: window pairs <= C(capacity, 2) per window; episode pairs <= "
-        "memories * coactivation_max_lag + C(coactivation_top_salient, 2) per episode."
-    ),
-)
-def stm_coactivation_bounded(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def stm_coactivation_bounded(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     params = biological_params()
     capacity = int(params["working_memory_capacity"])
     max_lag = int(params["coactivation_max_lag"])
     top = int(params["coactivation_top_salient"])
-    with duckdb.get_connection() as con:
-        memories, windows, episodes, window_events, episode_events, pairs, mean_count, max_count = con.execute(
-            """
-            select
-                (select count(*) from short_term_memory.stm_memories),
-                (select count(distinct window_start) from working_memory.wm_buffer),
-                (select count(*) from short_term_memory.stm_episodes),
-                (select count(*) from short_term_memory.stm_coactivation_events where context_type = 'window'),
-                (select count(*) from short_term_memory.stm_coactivation_events where context_type = 'episode'),
-                (select count(*) from short_term_memory.stm_coactivation),
-                (select coalesce(avg(coactivation_count), 0) from short_term_memory.stm_coactivation),
-                (select coalesce(max(coactivation_count), 0) from short_term_memory.stm_coactivation)
-            """
-        ).fetchone()
+    memories, windows, episodes, window_events, episode_events, pairs, mean_count, max_count = con.execute(
+        """
+        select
+            (select count(*) from short_term_memory.stm_memories),
+            (select count(distinct window_start) from working_memory.wm_buffer),
+            (select count(*) from short_term_memory.stm_episodes),
+            (select count(*) from short_term_memory.stm_coactivation_events where context_type = 'window'),
+            (select count(*) from short_term_memory.stm_coactivation_events where context_type = 'episode'),
+            (select count(*) from short_term_memory.stm_coactivation),
+            (select coalesce(avg(coactivation_count), 0) from short_term_memory.stm_coactivation),
+            (select coalesce(max(coactivation_count), 0) from short_term_memory.stm_coactivation)
+        """
+    ).fetchone()
     window_bound = windows * capacity * (capacity - 1) // 2
     episode_bound = memories * max_lag + episodes * top * (top - 1) // 2
     passed = window_events <= window_bound and episode_events <= episode_bound
@@ -166,4 +153,14 @@ def consolidation_backlog(duckdb: DuckDBResource) -> dg.MaterializeResult:
 
 
 assets: list = [consolidation_backlog]
-asset_checks: list = [stm_nothing_lost, stm_coactivation_bounded]
+asset_checks: list = [stage_checks("short_term_memory_checks", [
+    StoreCheck(dg.AssetCheckSpec(
+        "stm_nothing_lost", asset=STM_MEMORIES,
+        description="Nothing is lost: every active raw memory is in short-term memory exactly once, no other."),
+        stm_nothing_lost),
+    StoreCheck(dg.AssetCheckSpec(
+        "stm_coactivation_bounded", asset=STM_COACTIVATION,
+        description="Pair generation stays bounded: window pairs <= C(capacity, 2) per window; episode pairs <= "
+                    "memories * coactivation_max_lag + C(coactivation_top_salient, 2) per episode."),
+        stm_coactivation_bounded),
+])]

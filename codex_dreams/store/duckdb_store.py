@@ -26,8 +26,10 @@ def duckdb_config(extension_dir: Path | None) -> dict:
     # config names one: DuckDB refuses a second in-process connection to a file whose config differs ("Can't
     # open a connection to same database file with a different configuration"), so open_store and the
     # resource must pass identical configs (e.g. `codex demo` reads the store in the process that ran the job).
+    # dbt opens the file with the same config (profiles.yml `config_options`), so it shares the run's database
+    # instance (see codex_dreams.resources.StoreResource); "" is DuckDB's default extension directory.
     config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-              "custom_user_agent": "codex-dreams"}
+              "custom_user_agent": "codex-dreams", "extension_directory": ""}
     if extension_dir is not None:
         extension_dir.mkdir(parents=True, exist_ok=True)
         config["extension_directory"] = str(extension_dir)

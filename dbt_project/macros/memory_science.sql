@@ -80,3 +80,11 @@
     {%- endfor -%}
     '{{ parts | join(";") }}'
 {%- endmacro %}
+
+{# The order of a memory's enrichment rows, preferred first: the configured model (var enrichment_model, the
+   active model key), then the newest, then by name. Used with row_number() ... = 1 wherever one enrichment
+   row per memory is chosen; codex_dreams.stages.cycles.memory_embeddings orders the same way in Python. #}
+{% macro preferred_enrichment_order() -%}
+    {% if var('enrichment_model', none) %}(model = '{{ var("enrichment_model") | replace("'", "''") }}') desc, {% endif -%}
+    enriched_at desc, model
+{%- endmacro %}

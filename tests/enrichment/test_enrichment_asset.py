@@ -6,6 +6,7 @@ import dagster as dg
 from enrichment_store_helpers import SAMPLE_TEXTS, enrichment_rows, insert_memories
 
 from codex_dreams.enrichment.asset import memory_enrichment
+from codex_dreams.resources import build_resources
 
 
 def test_asset_spec():
@@ -21,7 +22,8 @@ def test_materialize_reports_counts_per_provider(make_settings, minilm):
     settings = make_settings()  # CODEX_HOME from the fixture; the asset reads the same environment
     insert_memories(settings, SAMPLE_TEXTS[:5])
 
-    result = dg.materialize([memory_enrichment])
+    resources = build_resources(settings)
+    result = dg.materialize([memory_enrichment], resources=resources)
     assert result.success
     metadata = result.asset_materializations_for_node("memory_enrichment")[0].metadata
     assert metadata["rows_offline"].value == 5
@@ -32,5 +34,5 @@ def test_materialize_reports_counts_per_provider(make_settings, minilm):
     assert "mean_latency_ms" in metadata
     assert len(enrichment_rows(settings)) == 5
 
-    again = dg.materialize([memory_enrichment])
+    again = dg.materialize([memory_enrichment], resources=resources)
     assert again.asset_materializations_for_node("memory_enrichment")[0].metadata["enriched"].value == 0

@@ -257,6 +257,12 @@ def test_monitoring_views(stores):
     assert {stage for stage, _ in timed} >= {"working_memory", "short_term_memory", "consolidation",
                                              "long_term_memory"}
     assert all(ms >= 0 for _, ms in timed)
+    # dbt models report their rows after the build (tables counted by the on-run-end hook; views not)
+    latest_rows = dict(rows(settings, "select asset, arg_max(rows, finished_at) from monitoring.memory_pipeline_metrics "
+                                      "where runner = 'dbt' group by 1"))
+    for schema, model in (("short_term_memory", "stm_memories"), ("long_term_memory", "ltm_memories")):
+        assert latest_rows[model] == len(rows(settings, f"select 1 from {schema}.{model}")) > 0
+    assert latest_rows["memory_dashboard"] is None
 
 
 STATE_SQL = ["select * from consolidation.associations", "select * from consolidation.memory_consolidation",

@@ -15,10 +15,7 @@ enrichment as (
     where embedding is not null and len(embedding) > 0
     qualify row_number() over (
         partition by memory_id
-        order by
-            {% if var('enrichment_model', none) %}(model = '{{ var("enrichment_model") }}') desc,{% endif %}
-            enriched_at desc,
-            model
+        order by {{ preferred_enrichment_order() }}
     ) = 1
 ),
 

@@ -16,21 +16,30 @@ attended as (
     where attended
 ),
 
-candidates as (
+held_windows as (
+    -- each window with the arrival windows whose attended items it still holds (itself and the previous
+    -- working_memory_hold_windows); a plain column, so the join below is an equi-join (hash), not a filter
+    -- over the cross product
     select
         w.window_start,
         w.window_end,
+        w.window_start - to_seconds(hold.windows_back * {{ var('short_term_memory_duration') }}) as arrival_window
+    from windows as w
+    cross join range(0, {{ var('working_memory_hold_windows') }} + 1) as hold(windows_back)
+),
+
+candidates as (
+    select
+        h.window_start,
+        h.window_end,
         a.memory_id,
         a.created_at,
         a.arrival_window,
-        a.arrival_window = w.window_start as arrived,
+        a.arrival_window = h.window_start as arrived,
         {{ attention_priority('a.importance', 'a.emotional_salience', 'a.novelty',
-                              seconds_between('a.created_at', 'w.window_end')) }} as activation
-    from windows as w
-    cross join range(0, {{ var('working_memory_hold_windows') }} + 1) as hold(windows_back)
-    inner join attended as a
-        on a.arrival_window = w.window_start
-            - to_seconds(hold.windows_back * {{ var('short_term_memory_duration') }})
+                              seconds_between('a.created_at', 'h.window_end')) }} as activation
+    from held_windows as h
+    inner join attended as a on a.arrival_window = h.arrival_window
 ),
 
 ranked as (

@@ -1,0 +1,74 @@
+"""The dbt project's own tests, outside the rhythms: dbt unit tests (they check the models' SQL, so the
+pipeline excludes them and the suite runs them here) and the per-model column contract (one scan that names
+every violated rule)."""
+
+import json
+import os
+import subprocess
+from datetime import datetime, timedelta
+
+import pytest
+
+from codex_dreams.dbt import dbt_executable
+from codex_dreams.params import DBT_PROJECT_DIR
+
+
+def dbt(settings, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DUCKDB_PATH": str(settings.database_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return subprocess.run(
+        [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture
+def memories_in_store(settings):
+    from codex_dreams.sources.ingest import store_now
+    from codex_dreams.sources.records import make_record
+
+    start = datetime(2026, 3, 2, 9, 0)
+    records = [make_record(text, at=start + timedelta(seconds=20 * i)) for i, text in enumerate(
+        ["Coffee with Priya at the Kestrel café.", "Priya says the Atlas cutover slips a week.",
+         "Walked Biscuit in Laurelhurst Park."])]
+    assert store_now(records, settings) == len(records)
+    return records
+
+
+def test_dbt_unit_tests_pass(settings, memories_in_store, tmp_path):
+    # unit tests need their inputs' relations (for column types): build the models empty first
+    built = dbt(settings, tmp_path, "run", "--empty")
+    assert built.returncode == 0, built.stdout[-3000:]
+    tested = dbt(settings, tmp_path, "test", "--select", "test_type:unit")
+    assert tested.returncode == 0, tested.stdout[-3000:]
+
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    declared = set(manifest["unit_tests"])
+    results = [r for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+               if r["unique_id"].startswith("unit_test.")]  # the run-end hook reports too
+    assert declared, "the project declares no unit tests?"
+    assert {r["unique_id"] for r in results} == declared
+    assert {r["status"] for r in results} == {"pass"}
+
+
+def test_column_contract_names_each_violated_rule(settings, memories_in_store, tmp_path):
+    import duckdb
+
+    built = dbt(settings, tmp_path, "run", "--select", "wm_memory_features")
+    assert built.returncode == 0, built.stdout[-3000:]
+    passed = dbt(settings, tmp_path, "test", "--select", "wm_memory_features_column_contract")
+    assert passed.returncode == 0, passed.stdout[-3000:]
+
+    first, second = (r.id for r in memories_in_store[:2])
+    with duckdb.connect(str(settings.database_path)) as con:
+        con.execute("update working_memory.wm_memory_features set importance = 1.5 where memory_id = ?", [first])
+        con.execute("update working_memory.wm_memory_features set memory_id = ? where memory_id = ?",
+                    [first, second])  # a duplicate id
+    failed = dbt(settings, tmp_path, "test", "--select", "wm_memory_features_column_contract")
+    assert failed.returncode == 1
+    assert "Got 2 results" in failed.stdout
+
+    compiled = next((tmp_path / "target" / "compiled").rglob("wm_memory_features_column_contract.sql")).read_text()
+    with duckdb.connect(str(settings.database_path)) as con:
+        violated = dict(con.execute(compiled).fetchall())
+    assert violated == {"importance outside [0, 1]": 1, "memory_id not unique": 1}
