@@ -4,8 +4,11 @@ Phases (each on a fresh store in a temporary CODEX_HOME, offline enrichment, Dag
 - full_1k, full_10k: generated memories (varied sentences, in bursts of 2-12 a few times a day) written to the
   inbox, then `full_cycle_job`: drain, enrich (the real offline model: MiniLM + heuristics), working and
   short-term memory, the four cycles, long-term memory, monitoring. Wall time and time per step.
-- incremental_10k: 10 more memories in a new burst on the 10k store, then `full_cycle_job` again in the same
-  process; ratio to full_10k (goal <= 10%).
+- incremental_1k, incremental_10k: 10 more memories in a new burst on that store, then `full_cycle_job` again
+  in the same process; ratio to the full run of the same size (goal <= 10%). Comparing the two shows what
+  grows with the total and what is fixed.
+- arrival_rhythms_10k: 10 more memories, then what the rhythms run when memories arrive: working_memory_job
+  (30-second sensor) and short_term_memory_job (5 minutes); the consolidation cycles run on their schedules.
 - incremental_10k_new_process: the same with 10 further memories in a new Python process, as the daemon runs
   each run: the wall time includes the interpreter, importing the code location and dbt's first parse in the
   process (fixed costs of a run, whatever the store's size).
@@ -111,7 +114,7 @@ def write(settings, memories: list[dict]) -> None:
     inbox.append(settings.inbox_path, records)
 
 
-def run_full_cycle(resources) -> dict:
+def run_full_cycle(resources, job_name: str = "full_cycle_job") -> dict:
     import dagster as dg
 
     from codex_dreams.definitions import defs
@@ -119,14 +122,14 @@ def run_full_cycle(resources) -> dict:
     with dg.DagsterInstance.ephemeral() as instance:
         started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # dbt's console log; stdout carries only the JSON
-            result = defs.resolve_job_def("full_cycle_job").execute_in_process(
+            result = defs.resolve_job_def(job_name).execute_in_process(
                 instance=instance, resources=resources, raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         seconds = time.perf_counter() - started
         step_stats = instance.get_run_step_stats(result.run_id)
     if not result.success:
         failed = [event.step_key for event in result.all_events if event.is_step_failure]
-        raise RuntimeError(f"full_cycle_job failed: {failed}")
+        raise RuntimeError(f"{job_name} failed: {failed}")
     steps: dict[str, float] = {}
     for stat in step_stats:
         if stat.end_time and stat.start_time:
@@ -147,6 +150,10 @@ def store_counts(settings) -> dict:
             ("concepts", "long_term_memory.ltm_concepts"))}
 
 
+def label(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
 def pipeline_phases(sizes: list[int], work: Path) -> dict:
     report: dict = {}
     start = datetime(2026, 1, 5, 0, 0)
@@ -154,24 +161,34 @@ def pipeline_phases(sizes: list[int], work: Path) -> dict:
         settings, resources = use_home(work / f"full_{n}")
         memories = generate(n, start)
         write(settings, memories)
-        phase = run_full_cycle(resources)
-        phase["memories"] = n
-        phase["state"] = store_counts(settings)
-        report[f"full_{n // 1000}k" if n % 1000 == 0 else f"full_{n}"] = phase
+        full = run_full_cycle(resources)
+        full["memories"] = n
+        full["state"] = store_counts(settings)
+        report[f"full_{label(n)}"] = full
+
+        # the same store, 10 memories later: incremental work should follow the 10, not the n
+        latest = memories[-1]["created_at"]
+        write(settings, more_memories(latest + timedelta(hours=5)))
+        incremental = run_full_cycle(resources)
+        incremental.update(memories_added=10, ratio_to_full=round(incremental["seconds"] / full["seconds"], 3),
+                           goal_ratio=0.10, state=store_counts(settings))
+        report[f"incremental_{label(n)}"] = incremental
+
     largest = max(sizes)
-    key = f"full_{largest // 1000}k" if largest % 1000 == 0 else f"full_{largest}"
     settings, resources = use_home(work / f"full_{largest}")
     latest = generate(largest, start)[-1]["created_at"]
-    extra = more_memories(latest + timedelta(hours=5))
-    write(settings, extra)
-    incremental = run_full_cycle(resources)
-    incremental["memories_added"] = len(extra)
-    incremental["ratio_to_full"] = round(incremental["seconds"] / report[key]["seconds"], 3)
-    incremental["goal_ratio"] = 0.10
-    incremental["state"] = store_counts(settings)
-    report[f"incremental_{key.removeprefix('full_')}"] = incremental
-    report[f"incremental_{key.removeprefix('full_')}_new_process"] = new_process_cycle(
-        work / f"full_{largest}", latest + timedelta(hours=6), report[key]["seconds"])
+    full_seconds = report[f"full_{label(largest)}"]["seconds"]
+    # what the rhythms run when memories arrive: the 30-second working-memory run, then the 5-minute
+    # short-term-memory run (the consolidation cycles come on their own schedule, whatever arrived)
+    write(settings, more_memories(latest + timedelta(hours=6)))
+    rhythm = {job: run_full_cycle(resources, job) for job in ("working_memory_job", "short_term_memory_job")}
+    seconds = round(sum(phase["seconds"] for phase in rhythm.values()), 2)
+    report[f"arrival_rhythms_{label(largest)}"] = {
+        "seconds": seconds, "ratio_to_full": round(seconds / full_seconds, 3), "memories_added": 10,
+        "jobs": {job: {"seconds": phase["seconds"], "steps_seconds": phase["steps_seconds"]}
+                 for job, phase in rhythm.items()}}
+    report[f"incremental_{label(largest)}_new_process"] = new_process_cycle(
+        work / f"full_{largest}", latest + timedelta(hours=7), full_seconds)
     return report
 
 

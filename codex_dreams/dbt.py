@@ -2,6 +2,7 @@
 `dbt`) and the dbt assets factory."""
 
 
+import hashlib
 import os
 import queue
 import subprocess
@@ -37,13 +38,30 @@ def dbt_project() -> DbtProject:
     return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
+PROJECT_FILE_PATTERNS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*")
+
+
+def _project_files() -> list[Path]:
+    return sorted(path for pattern in PROJECT_FILE_PATTERNS for path in DBT_PROJECT_DIR.glob(pattern)
+                  if path.is_file())
+
+
 def _newest_source_mtime() -> float:
-    newest = 0.0
-    for pattern in ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "tests/**/*"):
-        for path in DBT_PROJECT_DIR.glob(pattern):
-            if path.is_file():
-                newest = max(newest, path.stat().st_mtime)
-    return newest
+    return max((path.stat().st_mtime for path in _project_files()), default=0.0)
+
+
+@cache
+def _project_fingerprint_at(newest_mtime: float) -> str:
+    digest = hashlib.md5()
+    for path in _project_files():
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def project_fingerprint() -> str:
+    """A hash of the dbt project's files: views are re-created when it changes (macros/view_materialization.sql)."""
+    return _project_fingerprint_at(_newest_source_mtime())
 
 
 def ensure_manifest() -> Path:
@@ -243,13 +261,15 @@ class DbtBuildConfig(dg.Config):
 
 
 def dbt_vars() -> str:
-    """dbt vars of a run: the active enrichment model key (the models prefer its enrichment rows)."""
+    """dbt vars of a run: the active enrichment model key (the models prefer its enrichment rows) and the
+    project's fingerprint."""
     import json
 
     from codex_dreams.enrichment.cache import active_model_key
     from codex_dreams.settings import get_settings
 
-    return json.dumps({"enrichment_model": active_model_key(get_settings())})
+    return json.dumps({"enrichment_model": active_model_key(get_settings()),
+                       "project_fingerprint": project_fingerprint()})
 
 
 def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> dg.AssetsDefinition:

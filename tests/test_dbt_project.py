@@ -72,3 +72,36 @@ def test_column_contract_names_each_violated_rule(settings, memories_in_store, t
     with duckdb.connect(str(settings.database_path)) as con:
         violated = dict(con.execute(compiled).fetchall())
     assert violated == {"importance outside [0, 1]": 1, "memory_id not unique": 1}
+
+
+def test_views_are_recreated_only_when_their_definition_or_the_project_changes(settings, memories_in_store,
+                                                                                  tmp_path):
+    """A marker (a column comment) survives a build that skips the view and is gone when it is re-created."""
+    import duckdb
+
+    view = "working_memory.wm_current_window"
+
+    def build(fingerprint: str, *extra: str) -> None:
+        done = dbt(settings, tmp_path, "run", "--select", "+wm_current_window",
+                   "--vars", f'{{"project_fingerprint": "{fingerprint}"}}', *extra)
+        assert done.returncode == 0, done.stdout[-3000:]
+
+    def mark() -> None:
+        with duckdb.connect(str(settings.database_path)) as con:
+            con.execute(f"comment on column {view}.memory_id is 'marker'")
+
+    def marked() -> bool:
+        with duckdb.connect(str(settings.database_path), read_only=True) as con:
+            return con.execute("select comment from duckdb_columns() where schema_name = 'working_memory' and "
+                               "table_name = 'wm_current_window' and column_name = 'memory_id'").fetchone()[0] \
+                == "marker"
+
+    build("a")
+    mark()
+    build("a")
+    assert marked()  # same definition, same project: skipped
+    build("b")
+    assert not marked()  # the project changed: re-created
+    mark()
+    build("b", "--full-refresh")
+    assert not marked()
