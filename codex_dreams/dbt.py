@@ -217,11 +217,11 @@ def _start_build(manifest, args: list[str]):
                 if item is done:
                     return
                 yield item
-        except BaseException:
+        except BaseException:  # the run is being stopped: stop dbt's query, wait a bounded time for dbt
             _interrupt_duckdb()
+            worker.join(timeout=60)
             raise
-        finally:
-            worker.join()
+        worker.join()
 
     return drain(), [], outcome
 

@@ -105,3 +105,4 @@ def test_views_are_recreated_only_when_their_definition_or_the_project_changes(s
     mark()
     build("b", "--full-refresh")
     assert not marked()
+
