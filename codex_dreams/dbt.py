@@ -106,7 +106,7 @@ _MANIFESTS: dict[tuple, Any] = {}
 class DbtRunnerResource(dg.ConfigurableResource):
     """Runs dbt inside the step's process through dbt's programmatic API (`dbtRunner`) instead of a `dbt`
     subprocess per step: no interpreter start and dbt import (~4 s), no re-parse (the parsed manifest is kept
-    per process and store), so a 30-second rhythm pays for the SQL it runs, not for dbt's startup. Events are
+    per process), so a 30-second rhythm pays for the SQL it runs, not for dbt's startup. Events are
     turned into Dagster materializations and asset-check results by dagster-dbt, exactly as for its CLI."""
 
     target_dir: str  # compiled SQL and partial-parse state of this store ($CODEX_HOME/dbt_target)
@@ -117,9 +117,11 @@ class DbtRunnerResource(dg.ConfigurableResource):
                 "--target-path", self.target_dir, "--log-path", self.log_dir, "--no-use-colors"]
 
     def _manifest(self, dbt_vars: str):
-        """The parsed dbt Manifest for these vars and this store, parsed once per process (partial parsing
-        makes the first parse in a new process cheap too)."""
-        key = (self.target_dir, os.environ.get("DUCKDB_PATH"), dbt_vars, _newest_source_mtime())
+        """The parsed dbt Manifest for these vars, parsed once per process (partial parsing makes the first
+        parse in a new process cheap too). The manifest depends on the store only through its catalog name
+        (the file's stem, e.g. "memory"), so stores of the same name share it."""
+        catalog = Path(os.environ.get("DUCKDB_PATH") or ":memory:").stem.lstrip(":").rstrip(":")
+        key = (catalog, dbt_vars, _newest_source_mtime())
         if key not in _MANIFESTS:
             from dbt.cli.main import dbtRunner
 
