@@ -150,7 +150,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
                 # A rhythm builds one stage: skip tests that also touch a later stage's (maybe unbuilt) models.
                 "--indirect-selection", params.indirect_selection or "cautious", *params.selection_args,
                 # dbt's unit tests check the models' SQL, not the data: the test suite runs them
-                # (tests/test_dbt_unit_tests.py), every rhythm would only repeat them
+                # (tests/test_dbt_project.py), every rhythm would only repeat them
                 "--exclude-resource-type", "unit_test",
                 # results come as events; rewriting the 1 MB manifest.json on every rhythm is waste
                 "--no-write-json", "--log-level-file", "info"]
