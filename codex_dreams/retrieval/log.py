@@ -11,11 +11,12 @@ and the SQLite delete only re-drains harmlessly.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable
+
+from codex_dreams.store.sqlite_wal import WriterCache, insert_rows, open_wal
 
 LOG_FILE = "recall_log.sqlite"
 ACCESS_LOG = "long_term_memory.access_log"
@@ -48,26 +49,11 @@ def log_path(settings) -> Path:
 
 
 def _open(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=check_same_thread)
-    con.execute("pragma journal_mode=wal")
-    con.execute("pragma synchronous=normal")
-    con.executescript(_SCHEMA)
-    return con
+    # normal: a recall lost to a power cut only misses one testing-effect event
+    return open_wal(path, _SCHEMA, synchronous="normal", timeout=10.0, check_same_thread=check_same_thread)
 
 
-# One connection per log file and process, kept open: closing the last connection checkpoints the WAL (an
-# fsync, ~15 ms here), which would otherwise be paid by every recall.
-_WRITERS: dict[Path, sqlite3.Connection] = {}
-_WRITERS_LOCK = threading.Lock()
-
-
-def _writer(path: Path) -> sqlite3.Connection:
-    con = _WRITERS.get(path)
-    if con is None or not path.exists():
-        con = _open(path, check_same_thread=False)
-        _WRITERS[path] = con
-    return con
+_WRITERS = WriterCache(lambda path: _open(path, check_same_thread=False))
 
 
 def append(path: Path, entries: Iterable[tuple[str, datetime, list[tuple[str, float]]]]) -> int:
@@ -79,18 +65,10 @@ def append(path: Path, entries: Iterable[tuple[str, datetime, list[tuple[str, fl
     ]
     if not rows:
         return 0
-    with _WRITERS_LOCK:
-        con = _writer(path)
-        con.execute("begin immediate")
-        try:
-            con.executemany(
-                "insert into recall_log (query_id, queried_at, memory_id, rank, score) values (?, ?, ?, ?, ?)",
-                rows,
-            )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+    with _WRITERS.lock:
+        insert_rows(_WRITERS.get(path),
+                    "insert into recall_log (query_id, queried_at, memory_id, rank, score) values (?, ?, ?, ?, ?)",
+                    rows)
     return len(rows)
 
 

@@ -9,16 +9,14 @@ harmlessly) and then deletes them from the inbox. `seq` only grows (AUTOINCREMEN
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-from collections import OrderedDict
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from codex_dreams.errors import InboxUnavailable  # noqa: F401  (re-exported)
 from codex_dreams.sources.records import MemoryRecord
+from codex_dreams.store.sqlite_wal import WriterCache, insert_rows, open_wal
 
 if TYPE_CHECKING:  # pyarrow is imported where it is used: `codex remember` does not need it (~0.1 s)
     import pyarrow as pa
@@ -37,66 +35,17 @@ create table if not exists inbox (
 
 
 def _open(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=check_same_thread)
-    con.execute("pragma journal_mode=wal")
     # full: a commit is fsynced before `remember` returns, so an acknowledged memory survives a power cut, not
     # only a process crash (one fsync of the WAL per commit).
-    con.execute("pragma synchronous=full")
-    con.executescript(_SCHEMA)
-    return con
+    return open_wal(path, _SCHEMA, synchronous="full", timeout=30.0, check_same_thread=check_same_thread)
 
 
-# Writers are kept open per process (a few paths at most): opening a connection, and the checkpoint SQLite runs
-# when the last connection to a WAL database closes, cost several fsyncs, i.e. most of a remember's latency.
-# A cached connection is dropped when the process forked or the file was replaced or removed (its inode changed).
-_WRITERS: "OrderedDict[str, tuple[int, int, sqlite3.Connection]]" = OrderedDict()
-_WRITERS_LOCK = threading.Lock()
-_MAX_WRITERS = 4
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
-
-
-def _writer(path: Path) -> sqlite3.Connection:
-    """The cached writer for `path` (call with _WRITERS_LOCK held)."""
-    key = str(path)
-    cached = _WRITERS.get(key)
-    if cached is not None:
-        pid, inode, con = cached
-        if pid == os.getpid() and inode == _inode(path):
-            _WRITERS.move_to_end(key)
-            return con
-        del _WRITERS[key]
-        if pid == os.getpid():
-            _close_quietly(con)
-    con = _open(path, check_same_thread=False)
-    _WRITERS[key] = (os.getpid(), _inode(path), con)
-    while len(_WRITERS) > _MAX_WRITERS:
-        _, (pid, _, oldest) = _WRITERS.popitem(last=False)
-        if pid == os.getpid():
-            _close_quietly(oldest)
-    return con
-
-
-def _close_quietly(con: sqlite3.Connection) -> None:
-    try:
-        con.close()
-    except sqlite3.Error:
-        pass
+_WRITERS = WriterCache(lambda path: _open(path, check_same_thread=False))
 
 
 def close_writers() -> None:
     """Close the cached writers of this process (tests; a long-running process that wants the files closed)."""
-    with _WRITERS_LOCK:
-        while _WRITERS:
-            _, (pid, _, con) = _WRITERS.popitem()
-            if pid == os.getpid():
-                _close_quietly(con)
+    _WRITERS.close_all()
 
 
 def append(path: Path, records: Iterable[MemoryRecord]) -> int:
@@ -107,25 +56,12 @@ def append(path: Path, records: Iterable[MemoryRecord]) -> int:
     ]
     if not rows:
         return 0
-    with _WRITERS_LOCK:
+    with _WRITERS.lock:
         try:
-            con = _writer(path)
-            con.execute("begin immediate")
-            try:
-                con.executemany(
-                    "insert into inbox (id, content, created_at, updated_at, metadata, source) "
-                    "values (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                con.execute("commit")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("rollback")
-                raise
+            insert_rows(_WRITERS.get(path), "insert into inbox (id, content, created_at, updated_at, metadata, "
+                                            "source) values (?, ?, ?, ?, ?, ?)", rows)
         except (sqlite3.Error, OSError) as error:
-            cached = _WRITERS.pop(str(path), None)
-            if cached is not None and cached[0] == os.getpid():
-                _close_quietly(cached[2])
+            _WRITERS.discard(path)
             reason = getattr(error, "strerror", None) or str(error)
             message = f"cannot write the inbox {path}: {reason}"
         else:

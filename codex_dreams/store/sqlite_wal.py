@@ -1,0 +1,94 @@
+"""The small SQLite files beside the DuckDB store (the inbox, the recall log).
+
+They take writes while a pipeline run holds the DuckDB file: SQLite in WAL mode lets concurrent writers wait on
+a busy timeout and never blocks readers. A writer connection per file and process stays open, because opening
+one, and the checkpoint SQLite runs when the last connection to a WAL database closes, cost several fsyncs,
+i.e. most of a write's latency.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def open_wal(path: Path, schema: str, *, synchronous: str, timeout: float,
+             check_same_thread: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL journal, `schema` applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
+    con.execute("pragma journal_mode=wal")
+    con.execute(f"pragma synchronous={synchronous}")
+    con.executescript(schema)
+    return con
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def close_quietly(con: sqlite3.Connection) -> None:
+    try:
+        con.close()
+    except sqlite3.Error:
+        pass
+
+
+class WriterCache:
+    """Open writer connections, a few files at most. A cached connection is dropped when the process forked
+    (it belongs to the parent) or the file was replaced or removed (its inode changed). Use `lock` around
+    `get` and the write."""
+
+    def __init__(self, opener: Callable[[Path], sqlite3.Connection], max_files: int = 4):
+        self._opener = opener
+        self._max_files = max_files
+        self._writers: OrderedDict[str, tuple[int, int | None, sqlite3.Connection]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, path: Path) -> sqlite3.Connection:
+        key = str(path)
+        cached = self._writers.get(key)
+        if cached is not None:
+            pid, inode, con = cached
+            if pid == os.getpid() and inode == _inode(path):
+                self._writers.move_to_end(key)
+                return con
+            self.discard(path)
+        con = self._opener(path)
+        self._writers[key] = (os.getpid(), _inode(path), con)
+        while len(self._writers) > self._max_files:
+            _, (pid, _, oldest) = self._writers.popitem(last=False)
+            if pid == os.getpid():
+                close_quietly(oldest)
+        return con
+
+    def discard(self, path: Path) -> None:
+        cached = self._writers.pop(str(path), None)
+        if cached is not None and cached[0] == os.getpid():
+            close_quietly(cached[2])
+
+    def close_all(self) -> None:
+        with self.lock:
+            while self._writers:
+                _, (pid, _, con) = self._writers.popitem()
+                if pid == os.getpid():
+                    close_quietly(con)
+
+
+def insert_rows(con: sqlite3.Connection, statement: str, rows: Sequence[tuple]) -> None:
+    """`statement` for every row in one transaction (begin immediate: the write lock is taken up front)."""
+    con.execute("begin immediate")
+    try:
+        con.executemany(statement, rows)
+        con.execute("commit")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("rollback")
+        raise
