@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
-from codex_dreams.store.sqlite_wal import WriterCache, insert_rows, open_wal
+from codex_dreams.store.sqlite_wal import WriterCache, count_rows, drain_batches, insert_rows, open_wal
 
 LOG_FILE = "recall_log.sqlite"
 ACCESS_LOG = "long_term_memory.access_log"
@@ -73,10 +73,7 @@ def append(path: Path, entries: Iterable[tuple[str, datetime, list[tuple[str, fl
 
 
 def pending(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with closing(_open(path)) as con:
-        return con.execute("select count(*) from recall_log").fetchone()[0]
+    return count_rows(path, _open, "recall_log")
 
 
 def read(path: Path) -> list[tuple]:
@@ -101,38 +98,32 @@ def drain(duck_con, path: Path, batch_size: int = 50_000) -> int:
     import pyarrow as pa
 
     gained = 0
-    with closing(_open(path)) as con:
-        while True:
-            rows = con.execute(
-                "select seq, query_id, queried_at, memory_id from recall_log order by seq limit ?", (batch_size,)
-            ).fetchall()
-            if not rows:
-                return gained
-            seqs, query_ids, times, memory_ids = zip(*rows)
-            batch = pa.table({
-                "memory_id": pa.array(memory_ids, pa.string()),
-                "accessed_at": pa.array(times, pa.string()),
-                "query_id": pa.array(query_ids, pa.string()),
-            })
-            duck_con.register("recall_log_batch", batch)
-            try:
-                duck_con.execute("begin transaction")
-                inserted = duck_con.execute(
-                    f"""
-                    insert into {ACCESS_LOG} (memory_id, accessed_at, query_id)
-                    select distinct b.memory_id, b.accessed_at::timestamp, b.query_id
-                    from recall_log_batch as b
-                    where not exists (
-                        select 1 from {ACCESS_LOG} as a
-                        where a.query_id = b.query_id and a.memory_id = b.memory_id
-                    )
-                    """
-                ).fetchone()[0]
-                duck_con.execute("commit")
-            except BaseException:
-                duck_con.execute("rollback")
-                raise
-            finally:
-                duck_con.unregister("recall_log_batch")
-            gained += int(inserted)
-            con.execute("delete from recall_log where seq <= ?", (max(seqs),))
+    for rows in drain_batches(path, _open, "recall_log", "query_id, queried_at, memory_id", batch_size):
+        _, query_ids, times, memory_ids = zip(*rows)
+        batch = pa.table({
+            "memory_id": pa.array(memory_ids, pa.string()),
+            "accessed_at": pa.array(times, pa.string()),
+            "query_id": pa.array(query_ids, pa.string()),
+        })
+        duck_con.register("recall_log_batch", batch)
+        try:
+            duck_con.execute("begin transaction")
+            inserted = duck_con.execute(
+                f"""
+                insert into {ACCESS_LOG} (memory_id, accessed_at, query_id)
+                select distinct b.memory_id, b.accessed_at::timestamp, b.query_id
+                from recall_log_batch as b
+                where not exists (
+                    select 1 from {ACCESS_LOG} as a
+                    where a.query_id = b.query_id and a.memory_id = b.memory_id
+                )
+                """
+            ).fetchone()[0]
+            duck_con.execute("commit")
+        except BaseException:
+            duck_con.execute("rollback")
+            raise
+        finally:
+            duck_con.unregister("recall_log_batch")
+        gained += int(inserted)
+    return gained

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from codex_dreams.errors import InboxUnavailable  # noqa: F401  (re-exported)
 from codex_dreams.sources.records import MemoryRecord
-from codex_dreams.store.sqlite_wal import WriterCache, insert_rows, open_wal
+from codex_dreams.store.sqlite_wal import WriterCache, count_rows, drain_batches, insert_rows, open_wal
 
 if TYPE_CHECKING:  # pyarrow is imported where it is used: `codex remember` does not need it (~0.1 s)
     import pyarrow as pa
@@ -70,10 +70,7 @@ def append(path: Path, records: Iterable[MemoryRecord]) -> int:
 
 
 def pending(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with closing(_open(path)) as con:
-        return con.execute("select count(*) from inbox").fetchone()[0]
+    return count_rows(path, _open, "inbox")
 
 
 def high_water_mark(path: Path) -> int:
@@ -141,25 +138,19 @@ def drain_inbox(duck_con, path: Path, batch_size: int = 100_000) -> int:
     import pyarrow as pa
 
     gained = 0
-    with closing(_open(path)) as con:
-        while True:
-            rows = con.execute(
-                "select seq, id, content, created_at, updated_at, metadata, source from inbox "
-                "order by seq limit ?",
-                (batch_size,),
-            ).fetchall()
-            if not rows:
-                return gained
-            seqs, ids, contents, created, updated, metas, sources = zip(*rows)
-            batch = pa.table({
-                "id": pa.array(ids, pa.string()),
-                "content": pa.array(contents, pa.string()),
-                "created_at": pa.array(created, pa.string()),
-                "updated_at": pa.array(updated, pa.string()),
-                "metadata": pa.array(metas, pa.string()),
-                "source": pa.array(sources, pa.string()),
-            })
-            # Several inbox rows may share an id (the same memory remembered twice): keep the first.
-            gained += insert_batch(duck_con, batch, dedupe=len(set(ids)) < len(ids))
-            # Only after the DuckDB commit: a crash in between re-drains these rows, and the anti-join skips them.
-            con.execute("delete from inbox where seq <= ?", (max(seqs),))
+    # A batch leaves the inbox only after its DuckDB commit: a crash in between re-drains it, and the anti-join
+    # on id skips what is already stored.
+    for rows in drain_batches(path, _open, "inbox", "id, content, created_at, updated_at, metadata, source",
+                              batch_size):
+        _, ids, contents, created, updated, metas, sources = zip(*rows)
+        batch = pa.table({
+            "id": pa.array(ids, pa.string()),
+            "content": pa.array(contents, pa.string()),
+            "created_at": pa.array(created, pa.string()),
+            "updated_at": pa.array(updated, pa.string()),
+            "metadata": pa.array(metas, pa.string()),
+            "source": pa.array(sources, pa.string()),
+        })
+        # Several inbox rows may share an id (the same memory remembered twice): keep the first.
+        gained += insert_batch(duck_con, batch, dedupe=len(set(ids)) < len(ids))
+    return gained

@@ -12,8 +12,9 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
+from contextlib import closing
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 
 def open_wal(path: Path, schema: str, *, synchronous: str, timeout: float,
@@ -92,3 +93,28 @@ def insert_rows(con: sqlite3.Connection, statement: str, rows: Sequence[tuple]) 
         if con.in_transaction:
             con.execute("rollback")
         raise
+
+
+def count_rows(path: Path, opener: Callable[[Path], sqlite3.Connection], table: str) -> int:
+    """Rows waiting in `table` (0 when the file does not exist yet)."""
+    if not path.exists():
+        return 0
+    with closing(opener(path)) as con:
+        return con.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def drain_batches(path: Path, opener: Callable[[Path], sqlite3.Connection], table: str, columns: str,
+                  batch_size: int) -> Iterator[list[tuple]]:
+    """Yield the rows of `table` in `seq` order, `batch_size` at a time, each row (seq, *columns). A batch is
+    deleted only when the caller asks for the next one, i.e. after it has stored the batch: a crash in between
+    leaves it in the file to be drained again (the callers' inserts skip what they already have)."""
+    if not path.exists():
+        return
+    with closing(opener(path)) as con:
+        while True:
+            rows = con.execute(f"select seq, {columns} from {table} order by seq limit ?",
+                               (batch_size,)).fetchall()
+            if not rows:
+                return
+            yield rows
+            con.execute(f"delete from {table} where seq <= ?", (rows[-1][0],))
