@@ -94,6 +94,13 @@ jobs: list = [working_memory_job, short_term_memory_job, hippocampal_consolidati
 CYCLE_JOBS = {"hippocampal": "hippocampal_consolidation_job", "deep_sleep": "deep_sleep_job",
               "rem_sleep": "rem_sleep_job", "homeostasis": "homeostasis_job"}
 
+# What a scheduled job reads and does not build itself: until it has been materialized once (on a fresh
+# install, before the first memories went through working memory) the schedule skips its tick.
+PREREQUISITE_OF_JOB = {
+    "short_term_memory_job": dg.AssetKey(["working_memory", "wm_attention"]),
+    **{job: dg.AssetKey(["short_term_memory", "stm_memories"]) for job in CYCLE_JOBS.values()},
+}
+
 
 def cycle_key_tag(cycle_type: str, scheduled_time: datetime) -> dict[str, str]:
     """The run tags a schedule sets for the cycle due at `scheduled_time` (aware times are converted to UTC):

@@ -14,6 +14,7 @@ import dagster as dg
 from codex_dreams.automation.arrivals import arrival_marker
 from codex_dreams.automation.catalogue import Catalogue, Rhythm, load_catalogue
 from codex_dreams.automation.runs import job_in_flight
+from codex_dreams.jobs import PREREQUISITE_OF_JOB
 from codex_dreams.settings import get_settings
 
 RHYTHM_TAG = "codex/rhythm"
@@ -39,7 +40,12 @@ def effective_timezone(catalogue: Catalogue) -> str:
 
 
 def build_schedule(rhythm: Rhythm, timezone: str) -> dg.ScheduleDefinition:
+    prerequisite = PREREQUISITE_OF_JOB.get(rhythm.job)
+
     def evaluate(context: dg.ScheduleEvaluationContext):
+        if prerequisite is not None and not context.instance.fetch_materializations(prerequisite, limit=1).records:
+            return dg.SkipReason(f"{prerequisite.to_user_string()} has not been built yet (it is built when the "
+                                 f"first memories go through working memory); nothing for {rhythm.job} to do")
         scheduled = context.scheduled_execution_time
         key = f"{rhythm.name}@{scheduled.strftime('%Y-%m-%dT%H:%M%z')}"
         return dg.RunRequest(run_key=key, tags={RHYTHM_TAG: rhythm.name, CYCLE_KEY_TAG: key})

@@ -93,12 +93,33 @@ def test_timezone_is_configurable(codex_home, monkeypatch):
 
 def test_a_schedule_tick_carries_its_rhythm_and_cycle_key(defs):
     schedule = _schedule(defs, "hippocampal_consolidation_schedule")
-    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 14, 0, tzinfo=timezone.utc)) as ctx:
-        data = schedule.evaluate_tick(ctx)
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(["short_term_memory", "stm_memories"]))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(
+                2026, 11, 25, 14, 0, tzinfo=timezone.utc)) as ctx:
+            data = schedule.evaluate_tick(ctx)
     [request] = data.run_requests
     assert request.tags[RHYTHM_TAG] == "hippocampal_consolidation_schedule"
     assert request.tags[CYCLE_KEY_TAG] == "hippocampal_consolidation_schedule@2026-11-25T14:00+0000"
     assert request.run_key == request.tags[CYCLE_KEY_TAG]
+
+
+@pytest.mark.parametrize("name, prerequisite", [
+    ("short_term_memory_schedule", ["working_memory", "wm_attention"]),
+    ("rem_sleep_schedule", ["short_term_memory", "stm_memories"]),
+])
+def test_a_schedule_skips_until_what_its_job_reads_has_been_built(defs, name, prerequisite):
+    """On a fresh install the 5-minute and sleep rhythms tick before any memory went through working memory."""
+    schedule = _schedule(defs, name)
+    when = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
+    with dg.instance_for_test() as instance:
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as ctx:
+            skipped = schedule.evaluate_tick(ctx)
+        instance.report_runless_asset_event(dg.AssetMaterialization(prerequisite))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as ctx:
+            requested = schedule.evaluate_tick(ctx)
+    assert not skipped.run_requests and "has not been built yet" in skipped.skip_message
+    assert len(requested.run_requests) == 1
 
 
 # -- sensors -------------------------------------------------------------------------------------------
