@@ -74,6 +74,38 @@ def test_column_contract_names_each_violated_rule(settings, memories_in_store, t
     assert violated == {"importance outside [0, 1]": 1, "memory_id not unique": 1}
 
 
+def test_column_contract_checks_references_and_group_sizes(settings, memories_in_store, tmp_path):
+    """The relationships and at-most-per-group rules of wm_attention's contract: a memory that working
+    memory's features do not know and a window with one attended memory more than the capacity."""
+    import duckdb
+
+    built = dbt(settings, tmp_path, "run", "--select", "wm_memory_features", "wm_attention")
+    assert built.returncode == 0, built.stdout[-3000:]
+    passed = dbt(settings, tmp_path, "test", "--select", "wm_attention_column_contract")
+    assert passed.returncode == 0, passed.stdout[-3000:]
+
+    with duckdb.connect(str(settings.database_path)) as con:
+        window, = con.execute("select window_start from working_memory.wm_attention limit 1").fetchone()
+        # 8 attended memories in one window (capacity 7); unknown ids, slots 1..7 and ranks 1..8 to keep
+        # the other rules satisfied
+        for rank in range(1, 9):
+            con.execute("""
+                insert into working_memory.wm_attention by name
+                select 'ghost-' || ?::varchar as memory_id, window_start, window_end, created_at, priority,
+                       encoding_strength, recency, true as attended, least(?, 7) as slot, ? as attention_rank
+                from working_memory.wm_attention where window_start = ? limit 1
+            """, [rank, rank, rank, window])
+    failed = dbt(settings, tmp_path, "test", "--select", "wm_attention_column_contract")
+    assert failed.returncode == 1
+
+    compiled = next((tmp_path / "target" / "compiled").rglob("wm_attention_column_contract.sql")).read_text()
+    with duckdb.connect(str(settings.database_path)) as con:
+        violated = dict(con.execute(compiled).fetchall())
+    assert violated == {
+        f"memory_id without a row in {settings.database_path.stem}.working_memory.wm_memory_features.memory_id": 8,
+        "more than 7 rows per window_start where attended": 1}
+
+
 def test_views_are_recreated_only_when_their_definition_or_the_project_changes(settings, memories_in_store,
                                                                                   tmp_path):
     """A marker (a column comment) survives a build that skips the view and is gone when it is re-created."""

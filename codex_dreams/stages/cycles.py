@@ -494,20 +494,23 @@ def memory_embeddings(con: duckdb.DuckDBPyConnection, enrichment_model: str | No
     the dbt var `enrichment_model` if set, else the latest enrichment). Vectors of another dimension than the
     dominant one (a model switch in progress) are left out.
     """
+    # the choice runs over the narrow key columns; only the chosen rows' vectors are read (by rowid)
     table = _sql(con, f"""
         with chosen as (
-            select memory_id, embedding from {ENRICHMENT}
-            where embedding is not null and len(embedding) > 0
+            select rowid as row_number_in_table from {ENRICHMENT}
+            where len(embedding) > 0
             qualify row_number() over (
                 partition by memory_id order by coalesce(model = $model, false) desc, enriched_at desc, model) = 1
         ),
         members as ({members_sql})
-        select m.memory_id, m.episode_id, c.embedding
-        from members as m join chosen as c on c.memory_id = m.memory_id
-        order by m.memory_id
+        select m.memory_id, m.episode_id, e.embedding
+        from {ENRICHMENT} as e
+        semi join chosen as c on c.row_number_in_table = e.rowid
+        join members as m on m.memory_id = e.memory_id
     """, model=enrichment_model or "").to_arrow_table()
     if table.num_rows == 0:
         return [], [], np.zeros((0, 0), dtype=np.float32)
+    table = table.take(pc.sort_indices(table, sort_keys=[("memory_id", "ascending")]))
     vectors = table.column("embedding").combine_chunks()
     lengths = np.asarray(pc.list_value_length(vectors))
     dim = int(np.bincount(lengths).argmax())  # one embedding space: the dominant dimension

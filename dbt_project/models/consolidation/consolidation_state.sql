@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- derived on read from the Python-owned tables: nothing to rewrite on every run
 -- Per memory seen by consolidation: its consolidation strength and replays, whether (and when) it moved to
 -- long-term memory, and its place in the association graph (degree, weighted degree, links per type) and in
 -- the cortical columns (cluster_id, for long-term memories).

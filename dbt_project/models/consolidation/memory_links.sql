@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- derived on read from the Python-owned tables: nothing to rewrite on every run
 -- The association graph as an adjacency list: each link of consolidation.associations twice, once from each
 -- end, so "the neighbours of a memory" is one filter (recall's spreading activation, centrality).
 -- Built after the cortical columns are assigned, so a run builds all post-cycle models in one dbt step:

@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- an aggregate of the incremental events, cheap on read: nothing to rewrite on every run
 -- Hebbian co-activation counts per memory pair (memory_a < memory_b): in how many working-memory windows
 -- both were in the buffer, and whether they were linked within an episode (see stm_coactivation_events
 -- for the bound on pair generation). Consolidation turns these counts into association weights.
