@@ -3,6 +3,7 @@
 
 
 import hashlib
+import json
 import os
 import queue
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 from functools import cache
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -133,12 +135,28 @@ class DbtRunnerResource(dg.ConfigurableResource):
             _MANIFESTS[key] = result.result
         return _MANIFESTS[key]
 
-    def build(self, context: dg.AssetExecutionContext, *, dbt_vars: str, full_refresh: bool = False):
+    def build(self, context: dg.AssetExecutionContext, *, dbt_vars: str, full_refresh: bool = False,
+              current_views: Mapping[str, dg.AssetKey] | None = None):
         """`dbt build` of the step's selection; yields Dagster events as dbt finishes each node, raises
-        dg.Failure (with dbt's error lines) when a model or an error-severity test fails."""
+        dg.Failure (with dbt's error lines) when a model or an error-severity test fails.
+
+        `current_views` (unique id -> asset key, see `current_views`) are left out of the invocation: their
+        definition is what dbt would create, so they are reported as materialized without a dbt node; their
+        tests still run (selected by name)."""
         from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
         from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
+        current_views = {} if full_refresh else dict(current_views or {})
+        manifest = _manifest_json()
+        selected = _selected_unique_ids(context)
+        # a view's tests run as usual (what the view shows changed); a test that also reads a model outside
+        # the step is left out, as indirect selection "cautious" does
+        view_tests: dict[str, list[str]] = {}
+        for node in manifest["nodes"].values():
+            parents = set(node["depends_on"]["nodes"])
+            if node["resource_type"] == "test" and parents <= selected:
+                for unique_id in parents & set(current_views):
+                    view_tests.setdefault(unique_id, []).append(node["name"])
         # the step's subset as dbt selection arguments, exactly as dagster-dbt's CLI resource computes it
         # (manifest and translator come from the assets definition)
         params = get_updated_cli_invocation_params_for_context(
@@ -146,22 +164,29 @@ class DbtRunnerResource(dg.ConfigurableResource):
         if params.dbt_project and Path(params.dbt_project.project_dir) != dbt_project().project_dir:
             raise dg.Failure(description="the dbt selection is too large for command-line selection; "
                                          "select fewer dbt assets per run")
+        selection_args, left_out = _without_views(
+            params.selection_args, {u: ".".join(manifest["nodes"][u]["fqn"]) for u in current_views}, view_tests)
+        current_views = {u: key for u, key in current_views.items() if u in left_out}
         args = ["build", *self._common_args(), "--vars", dbt_vars,
                 # A rhythm builds one stage: skip tests that also touch a later stage's (maybe unbuilt) models.
-                "--indirect-selection", params.indirect_selection or "cautious", *params.selection_args,
+                "--indirect-selection", params.indirect_selection or "cautious", *selection_args,
                 # dbt's unit tests check the models' SQL, not the data: the test suite runs them
                 # (tests/test_dbt_project.py), every rhythm would only repeat them
                 "--exclude-resource-type", "unit_test",
                 # results come as events; rewriting the 1 MB manifest.json on every rhythm is waste
-                "--no-write-json", "--log-level-file", "info"]
+                "--no-write-json", "--log-level-file", "info",
+                # list the relations of the schemas this step builds, not of every schema of the store
+                "--cache-selected-only"]
         if full_refresh:
             args.append("--full-refresh")
         Path(self.target_dir).mkdir(parents=True, exist_ok=True)
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
 
+        views = _CurrentViewOutputs(current_views, selected, manifest["parent_map"])
         with _DBT_LOCK:
             working_dir = os.getcwd()  # dbt chdirs into the project during a task
             try:
+                yield from views.ready()
                 events, errors, outcome = _start_build(self._manifest(dbt_vars), args)
                 for raw_event in events:
                     if raw_event["info"]["level"] == "error":
@@ -172,6 +197,9 @@ class DbtRunnerResource(dg.ConfigurableResource):
                                                      dagster_dbt_translator=params.dagster_dbt_translator,
                                                      context=context, target_path=Path(self.target_dir),
                                                      project=params.dbt_project)
+                        node = raw_event["data"].get("node_info", {})
+                        if node.get("node_status") in ("success", "pass"):
+                            yield from views.ready(built=node.get("unique_id"))
             finally:
                 os.chdir(working_dir)
         result = outcome.get("result")
@@ -179,6 +207,57 @@ class DbtRunnerResource(dg.ConfigurableResource):
             detail = "\n".join(errors) or str(outcome.get("error") or (result and result.exception) or "")
             raise dg.Failure(description=f"dbt build failed ({len(errors)} error(s)):\n{detail}".strip(),
                              metadata={"dbt_log": dg.MetadataValue.path(str(Path(self.log_dir) / "dbt.log"))})
+
+
+def _without_views(selection_args: list[str], views: Mapping[str, str], tests: Mapping[str, list[str]]
+                   ) -> tuple[list[str], set[str]]:
+    """dagster-dbt's selection arguments with the given views (unique id -> their selector, the node's fqn)
+    taken out of the explicit --select list and their tests (unique id -> test names) selected by name.
+    Returns the arguments and the views taken out; a view selected only through a pattern (fqn:*) stays in
+    (an --exclude would drop its tests with it)."""
+    args, removed = list(selection_args), set()
+    if "--select" not in args:
+        return args, removed
+    at = args.index("--select") + 1
+    selected = args[at].split()
+    for unique_id, selector in views.items():
+        if selector in selected:
+            selected.remove(selector)
+            selected.extend(tests.get(unique_id, []))
+            removed.add(unique_id)
+    args[at] = " ".join(selected)
+    return args, removed
+
+
+class _CurrentViewOutputs:
+    """The Outputs of the views left out of a dbt invocation, each yielded as soon as the models it depends on
+    in this step are built: a multi-asset must yield its assets in dependency order, and a view that waits
+    for the end would come after the models built on top of it."""
+
+    def __init__(self, views: Mapping[str, dg.AssetKey], selected: set[str], parent_map: Mapping[str, list]):
+        def ancestors(unique_id: str) -> set[str]:
+            found, stack = set(), list(parent_map.get(unique_id, ()))
+            while stack:
+                parent = stack.pop()
+                if parent not in found:
+                    found.add(parent)
+                    stack.extend(parent_map.get(parent, ()))
+            return found & selected
+
+        self._waiting = {unique_id: ancestors(unique_id) for unique_id in views}
+        self._keys = dict(views)
+        self._done: set[str] = set()
+
+    def ready(self, built: str | None = None):
+        if built:
+            self._done.add(built)
+        # fewest ancestors first: a view never precedes one of its own ancestors
+        for unique_id in sorted(self._waiting, key=lambda u: (len(self._waiting[u]), u)):
+            if self._waiting[unique_id] <= self._done:
+                del self._waiting[unique_id]
+                self._done.add(unique_id)
+                yield dg.Output(None, output_name=self._keys[unique_id].to_python_identifier(),
+                                metadata={"unique_id": unique_id, "status": "current view, not re-created"})
 
 
 def _start_build(manifest, args: list[str]):
@@ -262,16 +341,71 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from scratch (after changing their logic)
 
 
-def dbt_vars() -> str:
+def dbt_vars() -> dict[str, str]:
     """dbt vars of a run: the active enrichment model key (the models prefer its enrichment rows) and the
     project's fingerprint."""
-    import json
-
     from codex_dreams.enrichment.cache import active_model_key
     from codex_dreams.settings import get_settings
 
-    return json.dumps({"enrichment_model": active_model_key(get_settings()),
-                       "project_fingerprint": project_fingerprint()})
+    return {"enrichment_model": active_model_key(get_settings()), "project_fingerprint": project_fingerprint()}
+
+
+def view_fingerprint(database: str, schema: str, name: str, variables: Mapping[str, str]) -> str:
+    """The comment macros/view_materialization.sql stores on a view it creates: a hash of the project's files,
+    the enrichment model var, the dbt version and the relation (all its compiled SQL depends on)."""
+    from dbt.version import __version__ as dbt_version
+
+    text = "|".join([variables.get("project_fingerprint", ""), variables.get("enrichment_model", ""), dbt_version,
+                     f"{database}.{schema}.{name}"])
+    return "codex-view:" + hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+@cache
+def _manifest_json_at(path: Path, mtime: float) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _manifest_json() -> dict:
+    path = ensure_manifest()
+    return _manifest_json_at(path, path.stat().st_mtime)
+
+
+@cache
+def _asset_keys_at(path: Path, mtime: float) -> dict[str, dg.AssetKey]:
+    """unique id -> asset key of every model, as the translator names them."""
+    manifest = _manifest_json_at(path, mtime)
+    translator = stage_translator()
+    return {unique_id: translator.get_asset_spec(manifest, unique_id, dbt_project()).key
+            for unique_id, node in manifest["nodes"].items() if node["resource_type"] == "model"}
+
+
+def _model_asset_keys() -> dict[str, dg.AssetKey]:
+    path = ensure_manifest()
+    return _asset_keys_at(path, path.stat().st_mtime)
+
+
+def _selected_unique_ids(context: dg.AssetExecutionContext) -> set[str]:
+    selected = set(context.selected_asset_keys)
+    return {unique_id for unique_id, key in _model_asset_keys().items() if key in selected}
+
+
+def current_views(context: dg.AssetExecutionContext, con, variables: Mapping[str, str]) -> dict[str, dg.AssetKey]:
+    """The step's selected views whose stored fingerprint is the one dbt would write now (unique id -> asset
+    key): one query for all of them, instead of one dbt node each that finds the same and does nothing."""
+    manifest = _manifest_json()
+    selected = _selected_unique_ids(context)
+    views = {unique_id: node for unique_id, node in manifest["nodes"].items()
+             if unique_id in selected and node["config"].get("materialized") == "view"}
+    if not views:
+        return {}
+    database = con.execute("select current_database()").fetchone()[0]
+    stored = {(schema, name): comment for schema, name, comment in con.execute(
+        "select schema_name, view_name, comment from duckdb_views() where database_name = current_database()"
+    ).fetchall()}
+    keys = _model_asset_keys()
+    return {unique_id: keys[unique_id] for unique_id, node in views.items()
+            if stored.get((node["schema"], node["alias"] or node["name"]))
+            == view_fingerprint(database, node["schema"], node["alias"] or node["name"], variables)}
 
 
 def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> dg.AssetsDefinition:
@@ -285,7 +419,11 @@ def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> d
         # (extension directory included), so it shares the database instance the run holds open.
         os.environ["DUCKDB_PATH"] = str(duckdb.database)
         os.environ["CODEX_DUCKDB_EXTENSION_DIR"] = str(duckdb.connection_config.get("extension_directory", ""))
-        yield from dbt.build(context, dbt_vars=dbt_vars(), full_refresh=config.full_refresh)
+        variables = dbt_vars()
+        with duckdb.get_connection() as con:
+            unchanged = current_views(context, con, variables)
+        yield from dbt.build(context, dbt_vars=json.dumps(variables), full_refresh=config.full_refresh,
+                             current_views=unchanged)
 
     return _models
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 
 import duckdb
 import pytest
@@ -194,3 +195,23 @@ def test_open_store_and_the_dagster_resource_can_be_open_in_one_process(settings
         held.execute("select 1")
         with open_store(settings) as con:
             assert con.execute("select max(version) from meta.schema_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_migration_4_keeps_the_enrichment_rows_and_drops_the_key_index(settings, monkeypatch):
+    """A version-3 store (enrichment with its primary key) is brought forward without losing a row."""
+    monkeypatch.setattr(duckdb_store, "MIGRATIONS", MIGRATIONS[:3])
+    with open_store(settings) as con:
+        con.execute("insert into enriched.memory_enrichment (memory_id, content_hash, provider, model, topics, "
+                    "embedding, enriched_at) values ('m1', 'h1', 'offline', 'k', ['coffee'], [0.6, 0.8], "
+                    "timestamp '2026-01-01 09:00:00')")
+        assert con.execute("select count(*) from duckdb_constraints() where table_name = 'memory_enrichment' "
+                           "and constraint_type = 'PRIMARY KEY'").fetchone()[0] == 1
+    monkeypatch.setattr(duckdb_store, "MIGRATIONS", MIGRATIONS)
+    with open_store(settings) as con:
+        assert versions(con)[-1] == 4
+        assert con.execute("select memory_id, content_hash, provider, model, topics, embedding, enriched_at "
+                           "from enriched.memory_enrichment").fetchall() == [
+            ("m1", "h1", "offline", "k", ["coffee"], [0.6000000238418579, 0.800000011920929],
+             datetime(2026, 1, 1, 9, 0))]
+        assert con.execute("select count(*) from duckdb_constraints() where table_name = 'memory_enrichment' "
+                           "and constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0

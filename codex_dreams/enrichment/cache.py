@@ -140,6 +140,12 @@ def write_rows(con: duckdb.DuckDBPyConnection, model_key: str, rows: list[Enrich
     """Replace full rows and fill in late embeddings, in one transaction (idempotent)."""
     full = [row for row in rows if row.enrichment is not None]
     late = [row for row in rows if row.enrichment is None and row.embedding is not None]
+    # One row per (memory, model): this writer keeps it (the table has no key index, see schema migration 4).
+    for kind, batch_rows in (("enrichment", full), ("late embedding", late)):
+        ids = [row.memory_id for row in batch_rows]
+        if len(set(ids)) != len(ids):
+            repeated = sorted({memory_id for memory_id in ids if ids.count(memory_id) > 1})
+            raise ValueError(f"one {kind} per memory and batch; repeated: {', '.join(repeated[:5])}")
     con.execute("begin transaction")
     try:
         if full:

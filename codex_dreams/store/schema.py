@@ -156,6 +156,43 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    (
+        4,
+        [
+            # enriched.memory_enrichment without its primary key. With an index on the table, every commit that
+            # adds rows made DuckDB's next checkpoint rewrite the table's embedding column whole (~0.2 s at 10k
+            # memories, growing with the store), so adding ten memories cost as much as the store's size. One
+            # row per (memory_id, model) is kept by its only writer, enrichment.cache.write_rows (delete and
+            # insert in one transaction, a batch with a repeated memory is refused).
+            """
+            create table enriched.memory_enrichment_v4 (
+                memory_id varchar not null,
+                content_hash varchar not null,
+                provider varchar not null,        -- the provider that actually produced the row
+                model varchar not null,           -- the configured model key: provider|chat model|embedding model
+                entities varchar[],
+                topics varchar[],
+                sentiment double,                 -- [-1, 1]
+                emotional_salience double,        -- [0, 1]
+                importance double,                -- [0, 1]
+                goal varchar,
+                task varchar,
+                action varchar,
+                locations varchar[],              -- named places (allocentric)
+                egocentric_locations varchar[],   -- relative expressions: 'to my left', 'behind the house'
+                fallback_reason varchar,          -- why the configured provider did not produce the row, or null
+                embedding float[],                -- unit length; null while a remote embedding is pending
+                embedding_model varchar,          -- who produced `embedding`; null while pending
+                embedding_dim integer,
+                latency_ms double,
+                enriched_at timestamp not null default (now()::timestamp)
+            )
+            """,
+            "insert into enriched.memory_enrichment_v4 by name select * from enriched.memory_enrichment",
+            "drop table enriched.memory_enrichment",
+            "alter table enriched.memory_enrichment_v4 rename to memory_enrichment",
+        ],
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

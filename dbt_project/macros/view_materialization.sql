@@ -1,18 +1,24 @@
 {#
     Views, re-created only when their definition changed. dbt's default view materialization re-creates
     every view on every build (create, rename, drop: a few statements and ~0.1 s of dbt's work per view),
-    although a view's definition changes only with the project. This one stores a fingerprint of the
-    compiled SQL (and of the project files, var project_fingerprint, so an upstream change re-creates the
-    views too) in the view's comment and skips the view when it matches. --full-refresh re-creates them all.
-    Otherwise the default materialization, unchanged.
+    although a view's definition changes only with the project. This one stores a fingerprint in the view's
+    comment: the project's files (var project_fingerprint, a hash the pipeline passes), the enrichment model
+    var, the dbt version and the relation's name, everything its compiled SQL depends on. A build skips the
+    view when the comment matches. The pipeline computes the same fingerprint (codex_dreams/dbt.py,
+    view_fingerprint; a test checks that both agree) and leaves current views out of the dbt invocation
+    altogether. Without a project_fingerprint (dbt run by hand) and on
+    --full-refresh every view is re-created. Otherwise the default materialization, unchanged.
 #}
 {%- materialization view, adapter='duckdb' -%}
 
   {%- set target_relation = this.incorporate(type='view') -%}
-  {%- set fingerprint = 'codex-view:' ~ local_md5(sql ~ '|' ~ var('project_fingerprint', '')) -%}
+  {%- set fingerprint = 'codex-view:' ~ local_md5(var('project_fingerprint', '') ~ '|' ~ var('enrichment_model', '')
+                                                  ~ '|' ~ dbt_version ~ '|' ~ this.database ~ '.' ~ this.schema
+                                                  ~ '.' ~ this.identifier) -%}
   {%- set existing_relation = load_cached_relation(this) -%}
 
-  {%- if existing_relation is not none and existing_relation.is_view and not should_full_refresh() -%}
+  {%- if existing_relation is not none and existing_relation.is_view and var('project_fingerprint', '')
+        and not should_full_refresh() -%}
     {%- set stored = run_query(
         "select comment from duckdb_views() where database_name = '" ~ this.database ~ "' and schema_name = '"
         ~ this.schema ~ "' and view_name = '" ~ this.identifier ~ "'") -%}

@@ -167,3 +167,28 @@ def test_small_batches_write_the_same_rows(make_settings, minilm, batch_size):
     insert_memories(settings, SAMPLE_TEXTS)
     stats = enrich_pending(settings, batch_size=batch_size)
     assert stats.enriched == N and len(enrichment_rows(settings)) == N
+
+
+def test_a_batch_that_repeats_a_memory_is_refused_and_writes_nothing(make_settings):
+    """The table has no key index (schema migration 4): its writer keeps one row per (memory, model)."""
+    from datetime import datetime
+
+    from codex_dreams.enrichment.cache import EnrichedRow, write_rows
+    from codex_dreams.enrichment.models import Enrichment
+
+    settings = make_settings()
+    first, second = insert_memories(settings, SAMPLE_TEXTS[:2])
+    enrichment = Enrichment(entities=[], topics=["coffee"], sentiment=0.1, emotional_salience=0.2, importance=0.5)
+
+    def row(memory_id: str) -> EnrichedRow:
+        return EnrichedRow(memory_id, content_hash(memory_id), "offline", None, enrichment,
+                           np.ones(4, dtype=np.float32) / 2, "test-embedder", 1.0)
+
+    with open_store(settings) as con:
+        with pytest.raises(ValueError, match=f"repeated: {first}"):
+            write_rows(con, "test-key", [row(first), row(second), row(first)], datetime(2026, 1, 1))
+        assert con.execute("select count(*) from enriched.memory_enrichment").fetchone()[0] == 0
+        write_rows(con, "test-key", [row(first), row(second)], datetime(2026, 1, 1))
+        write_rows(con, "test-key", [row(first)], datetime(2026, 1, 2))  # a re-enrichment replaces the row
+        assert con.execute("select memory_id, count(*) from enriched.memory_enrichment group by 1 order by 1"
+                           ).fetchall() == sorted([(first, 1), (second, 1)])
