@@ -473,14 +473,17 @@ def _drop_temp(con: duckdb.DuckDBPyConnection, *names: str) -> None:
 # Embedding candidates (REM creative links, deep-sleep semantic links)
 
 
-def _stage_terms(con: duckdb.DuckDBPyConnection) -> None:
-    """_c_terms: each staged memory's topics and entities (lower case, sorted), for naming links."""
+def _stage_terms(con: duckdb.DuckDBPyConnection, members: str) -> None:
+    """_c_terms: the topics and entities (lower case, sorted) of the staged memories among `members` (a relation
+    with a memory_id column), for naming links: only the memories of candidate links, not every staged one."""
     con.execute(f"""
         create or replace temp table _c_terms as
         select s.memory_id,
                list_sort(list_distinct(list_transform(
                    coalesce(s.topics, []::varchar[]) || coalesce(s.entities, []::varchar[]), t -> lower(t)))) as terms
-        from {STM_MEMORIES} as s join _c_mem as m on m.memory_id = s.memory_id
+        from {STM_MEMORIES} as s
+        semi join _c_mem as m on m.memory_id = s.memory_id
+        semi join {members} as wanted on wanted.memory_id = s.memory_id
     """)
 
 
@@ -577,6 +580,8 @@ def _insert_embedding_links(con: duckdb.DuckDBPyConnection, cycle: Cycle, candid
     first shared topic or entity of the two memories."""
     con.register("_c_candidates", candidates)
     try:
+        _stage_terms(con, "(select memory_a as memory_id from _c_candidates "
+                          "union select memory_b from _c_candidates)")
         return _affected(con, f"""
             insert into {ASSOCIATIONS} (memory_a, memory_b, strength, link_type, label, created_at, updated_at,
                                         last_reactivated_at, created_cycle_key, updated_cycle_key)
@@ -623,7 +628,6 @@ def _consolidation_body(cycle: Cycle, params: Mapping, budget: int, *, semantic:
                                params["hebbian_coactivation_threshold"], params["weak_connection_threshold"]))
         counts["created_semantic"] = 0
         if semantic:
-            _stage_terms(con)
             replayed = {row[0] for row in con.execute(
                 "select m.memory_id from _c_mem as m join _c_replay as r using (episode_id)").fetchall()}
             candidates = _similar_pairs(con, replayed, float(params["semantic_link_threshold"]), 1.0,
@@ -679,7 +683,6 @@ def apply_rem_cycle(con: duckdb.DuckDBPyConnection, params: Mapping, cycle: Cycl
         _stage_memories(con, cycle.as_of)
         _select_replay(con, cycle.as_of, int(p["rem_seed_episodes"]), p["replay_recency_hours"],
                        p["replay_min_priority"])
-        _stage_terms(con)
         con.execute("""
             create or replace temp table _r_seeds as
             select m.memory_id, m.episode_id from _c_mem as m join _c_replay as r using (episode_id)

@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- small and derived: computed on read, nothing rewritten per run
 -- Cortical columns: one row per cluster of long-term memories (ltm_clusters asset), with its size, label,
 -- categories, mean retrieval strength, time span and most frequent concepts.
 with memories as (

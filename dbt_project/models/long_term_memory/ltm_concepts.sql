@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- small and derived: computed on read, nothing rewritten per run
 -- The semantic network's nodes: concepts (topics and entities) of long-term memories, with how many memories
 -- mention them and when they were first and last seen (event time).
 with mentions as (

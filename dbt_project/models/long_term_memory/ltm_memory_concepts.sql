@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- small and derived: computed on read, nothing rewritten per run
 -- The concepts each long-term memory mentions: its topics and entities, lower-cased and trimmed; a concept
 -- that is both a topic and an entity of the memory is kind 'both'.
 with memories as (

@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- small and derived: computed on read, nothing rewritten per run
 -- Emotional context per episode: valence (mean sentiment), arousal (mean emotional salience), the peak
 -- moment (most salient memory) and a mood label from Russell's circumplex (macro mood_label).
 with memories as (

@@ -1,3 +1,4 @@
+{{ config(materialized='view') }}  -- small and derived: computed on read, nothing rewritten per run
 -- Spatial encoding per memory, in two reference frames: allocentric (named places, from the enrichment's
 -- locations) and egocentric (expressions relative to the self: "to my left", "two blocks north of the
 -- office", "behind the desk"; matched in the text). Only memories with spatial content have a row.
