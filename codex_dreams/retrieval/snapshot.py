@@ -26,11 +26,13 @@ versions are removed after publishing (the newest `KEEP_VERSIONS` and the curren
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,14 +130,21 @@ def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | 
     if n == 0 or model_key is None or not {"embedding", "model", "content_hash", "embedding_model"} <= columns:
         return None, 0, 0
     # The row of the active model key whose content hash is current (an edited memory's old vector is stale).
+    # chosen over the narrow columns first; only the chosen rows' vectors are read (by rowid)
     result = con.execute(
         """
-        select r.row_id, e.embedding
-        from snapshot_rows as r
-        join raw.memories as m on m.id = r.id
-        join enriched.memory_enrichment as e on e.memory_id = r.id
-        where e.model = ? and e.embedding_model = ? and e.embedding is not null
-          and e.content_hash = left(sha256(m.content), 32)
+        with chosen as (
+            select r.row_id, e.rowid as enrichment_row
+            from snapshot_rows as r
+            join raw.memories as m on m.id = r.id
+            join enriched.memory_enrichment as e on e.memory_id = r.id
+            -- embedding_dim is set exactly when embedding is (enrichment.cache.write_rows); testing it spares
+            -- reading every vector here
+            where e.model = ? and e.embedding_model = ? and e.embedding_dim is not null
+              and e.content_hash = left(sha256(m.content), 32)
+        )
+        select c.row_id, e.embedding
+        from enriched.memory_enrichment as e join chosen as c on c.enrichment_row = e.rowid
         """,
         [model_key, embedding_model],
     ).fetch_arrow_table()
@@ -145,7 +154,7 @@ def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | 
     import pyarrow.compute as pc
 
     vectors = result.column("embedding").combine_chunks()
-    lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(vectors), 0).to_numpy(zero_copy_only=False)
     dim = int(np.bincount(lengths).argmax())  # one model, one dimension; anything else is skipped
     keep = lengths == dim
     rows = result.column("row_id").to_numpy()[keep]
@@ -276,8 +285,10 @@ def _read_graph(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
 
 # ---- writing a version -----------------------------------------------------------------------------------
 
-def _write_database(path: Path, table, extension_dir: Path | None) -> dict:
-    """snapshot.duckdb with the memories and a BM25 index; returns the index's postings as CSR arrays."""
+def _start_database(path: Path, table, extension_dir: Path | None):
+    """snapshot.duckdb with the memories (`table`: row_id, id, content, created_at, metadata) and a BM25 index;
+    returns the open connection (for `_finish_database`) and the index's postings as CSR arrays. Needs only
+    raw.memories, so `build_snapshot` runs it in a thread while it reads the other signals from the store."""
     from codex_dreams.store import connect, load_extension
 
     con = connect(path, extension_dir=extension_dir, wait_seconds=0)
@@ -302,16 +313,16 @@ def _write_database(path: Path, table, extension_dir: Path | None) -> dict:
             """
         ).fetchnumpy()
         lengths = con.execute(f"select name, len from fts_main_{FTS_TABLE}.docs").fetchnumpy()
-        con.execute("checkpoint")
-    finally:
+    except BaseException:
         con.close()
+        raise
     termids = postings["termid"].astype(np.int64)
     term_indptr = np.zeros(int(terms) + 1, dtype=np.int64)
     if len(termids):
         np.cumsum(np.bincount(termids, minlength=int(terms)), out=term_indptr[1:])
     doc_len = np.zeros(n, dtype=np.float32)
     doc_len[lengths["name"].astype(np.int64)] = lengths["len"].astype(np.float32)
-    return {
+    return con, {
         "term_indptr": term_indptr,
         "rows": postings["row_id"].astype(np.int32),
         "tf": postings["tf"].astype(np.float32),
@@ -319,6 +330,25 @@ def _write_database(path: Path, table, extension_dir: Path | None) -> dict:
         "num_docs": np.array(int(num_docs or 0), dtype=np.int64),
         "avgdl": np.array(float(avgdl) if avgdl is not None else 0.0, dtype=np.float64),
     }
+
+
+def _finish_database(con, signals) -> None:
+    """Add the per-memory signals (`signals`: row_id and the signal columns) to the snapshot's memories table,
+    then checkpoint and close it."""
+    try:
+        con.register("snapshot_signals", signals)
+        columns = [name for name in signals.column_names if name != "row_id"]
+        types = dict(con.execute("select column_name, column_type from (describe snapshot_signals)").fetchall())
+        for name in columns:
+            con.execute(f'alter table memories add column "{name}" {types[name]}')
+        if columns:
+            assignments = ", ".join(f'"{name}" = s."{name}"' for name in columns)
+            con.execute(f"update memories set {assignments} from snapshot_signals as s "
+                        "where memories.row_id = s.row_id")
+        con.unregister("snapshot_signals")
+        con.execute("checkpoint")
+    finally:
+        con.close()
 
 
 def write_strings(prefix: Path, column) -> None:
@@ -373,9 +403,99 @@ def build_snapshot(con, settings, *, keep: int = KEEP_VERSIONS, log=None) -> Sna
     memories = _read_memories(con)
     n = memories.num_rows
     row_ids = pa.array(np.arange(n, dtype=np.int32))
-    # A temporary table, not a registered Arrow view: an Arrow scan is estimated at ~1 row, and the optimizer
-    # then joined the two sides of the association join as a cross product (28 GB of spill at 100k memories).
-    # Temporary tables work on a read-only connection too.
+    version = _new_version()
+    tmp = root / f".tmp-{version}"
+    tmp.mkdir()
+    try:
+        return _build_version(con, settings, memories, row_ids, version, tmp, started, keep, log)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, started: float, keep: int, log
+                   ) -> SnapshotInfo:
+    import pyarrow as pa
+
+    n = memories.num_rows
+    root = tmp.parent
+    # the lexical index needs only the memories: it is built (DuckDB, outside the GIL) while the signals are read
+    base = pa.table({"row_id": row_ids, "id": memories.column("id"), "content": memories.column("content"),
+                     "created_at": memories.column("created_at"), "metadata": memories.column("metadata")})
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recall-fts") as pool:
+        database = pool.submit(_start_database, tmp / DATABASE_FILE, base, settings.extension_dir)
+        try:
+            signals = _read_signals(con, settings, memories, row_ids)
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                database.result()[0].close()
+            raise
+        snapshot_db, lexical = database.result()
+    model_key, embedding_model, embeddings, dim, embedded, inputs, found, graph, graph_info = signals
+    if embeddings is None:  # nothing embedded yet: dense recall is off for this snapshot
+        dim = 0
+        embeddings = np.zeros((n, 0), dtype=np.float32)
+    created = memories.column("created_at").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    created_s = created.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
+    prior, reference = strength_prior(created_s, inputs)
+
+    columns = {"row_id": row_ids, "strength": pa.array(prior, pa.float32())}
+    for name in ("retrieval_strength", "stability"):
+        if name in inputs:
+            columns[name] = pa.array(inputs[name], pa.float64(), from_pandas=True)
+    for name in ("category", "cluster_id"):
+        if name in inputs:
+            columns[name] = pa.array(inputs[name].tolist(), pa.string())
+    if "access_count" in inputs:
+        columns["access_count"] = pa.array(inputs["access_count"], pa.int64())
+        columns["last_accessed_at"] = pa.array(inputs["last_accessed_at"].tolist(), pa.timestamp("us"))
+    _finish_database(snapshot_db, pa.table(columns))
+    np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
+    ids = np.array(memories.column("id").to_pylist(), dtype=str) if n else np.zeros(0, dtype="U1")
+    np.save(tmp / "ids.npy", ids)
+    np.save(tmp / "strength.npy", prior)
+    np.save(tmp / "created_at.npy", created.astype("datetime64[us]").astype(np.int64))
+    write_strings(tmp / "content", memories.column("content"))
+    write_strings(tmp / "metadata", memories.column("metadata"))
+    np.save(tmp / "embedded.npy", np.any(embeddings != 0, axis=1) if dim else np.zeros(n, dtype=bool))
+    np.savez(tmp / "lexical.npz", **lexical)
+    np.savez(tmp / "graph.npz", **graph)
+    manifest = {
+        "format": SNAPSHOT_FORMAT,
+        "version": version,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "memories": n,
+        "embedding": {"model_key": model_key, "model": embedding_model, "dim": int(dim), "embedded": embedded},
+        "lexical": {"index": f"fts_main_{FTS_TABLE}", "stemmer": FTS_STEMMER, "stopwords": FTS_STOPWORDS,
+                    "ignore": FTS_IGNORE, "terms": int(len(lexical["term_indptr"]) - 1),
+                    "num_docs": int(lexical["num_docs"]), "avgdl": float(lexical["avgdl"])},
+        "graph": graph_info,
+        "strength": {"reference_time": (datetime.fromtimestamp(reference, timezone.utc).isoformat()
+                                         if reference is not None else None),
+                     "recency_half_life_days": RECENCY_HALF_LIFE_DAYS, **found},
+        "build_seconds": None,
+    }
+    manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    final = root / version
+    os.rename(tmp, final)
+    _publish(root, version)
+    removed = collect_garbage(settings, keep=keep)
+    if log:
+        log(f"recall snapshot {version}: {n} memories, {embedded} embedded (d={dim}), "
+            f"{graph_info['links']} links, {manifest['build_seconds']} s; removed {len(removed)} old versions")
+    return SnapshotInfo(version=version, path=final, manifest=manifest)
+
+
+def _read_signals(con, settings, memories, row_ids) -> tuple:
+    """What recall needs from the store besides the memories: embeddings, strength inputs, the graph.
+
+    A temporary table of the snapshot's rows, not a registered Arrow view: an Arrow scan is estimated at ~1
+    row, and the optimizer then joined the two sides of the association join as a cross product (28 GB of
+    spill at 100k memories). Temporary tables work on a read-only connection too."""
+    import pyarrow as pa
+
+    n = memories.num_rows
     con.register("snapshot_rows_arrow", pa.table({"row_id": row_ids, "id": memories.column("id")}))
     try:
         con.execute("create or replace temp table snapshot_rows as select * from snapshot_rows_arrow")
@@ -388,76 +508,7 @@ def build_snapshot(con, settings, *, keep: int = KEEP_VERSIONS, log=None) -> Sna
         graph, graph_info = _read_graph(con, n)
     finally:
         con.execute("drop table if exists temp.snapshot_rows")
-    if embeddings is None:  # nothing embedded yet: dense recall is off for this snapshot
-        dim = 0
-        embeddings = np.zeros((n, 0), dtype=np.float32)
-    created = memories.column("created_at").cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
-    created_s = created.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
-    prior, reference = strength_prior(created_s, inputs)
-
-    columns = {
-        "row_id": row_ids,
-        "id": memories.column("id"),
-        "content": memories.column("content"),
-        "created_at": memories.column("created_at"),
-        "metadata": memories.column("metadata"),
-        "strength": pa.array(prior, pa.float32()),
-    }
-    for name in ("retrieval_strength", "stability"):
-        if name in inputs:
-            columns[name] = pa.array(inputs[name], pa.float64(), from_pandas=True)
-    for name in ("category", "cluster_id"):
-        if name in inputs:
-            columns[name] = pa.array(inputs[name].tolist(), pa.string())
-    if "access_count" in inputs:
-        columns["access_count"] = pa.array(inputs["access_count"], pa.int64())
-        columns["last_accessed_at"] = pa.array(inputs["last_accessed_at"].tolist(), pa.timestamp("us"))
-    table = pa.table(columns)
-
-    version = _new_version()
-    tmp = root / f".tmp-{version}"
-    tmp.mkdir()
-    try:
-        lexical = _write_database(tmp / DATABASE_FILE, table, settings.extension_dir)
-        np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
-        ids = np.array(memories.column("id").to_pylist(), dtype=str) if n else np.zeros(0, dtype="U1")
-        np.save(tmp / "ids.npy", ids)
-        np.save(tmp / "strength.npy", prior)
-        np.save(tmp / "created_at.npy", created.astype("datetime64[us]").astype(np.int64))
-        write_strings(tmp / "content", memories.column("content"))
-        write_strings(tmp / "metadata", memories.column("metadata"))
-        np.save(tmp / "embedded.npy", np.any(embeddings != 0, axis=1) if dim else np.zeros(n, dtype=bool))
-        np.savez(tmp / "lexical.npz", **lexical)
-        np.savez(tmp / "graph.npz", **graph)
-        manifest = {
-            "format": SNAPSHOT_FORMAT,
-            "version": version,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-            "memories": n,
-            "embedding": {"model_key": model_key, "model": embedding_model, "dim": int(dim),
-                          "embedded": embedded},
-            "lexical": {"index": f"fts_main_{FTS_TABLE}", "stemmer": FTS_STEMMER, "stopwords": FTS_STOPWORDS,
-                        "ignore": FTS_IGNORE, "terms": int(len(lexical["term_indptr"]) - 1),
-                        "num_docs": int(lexical["num_docs"]), "avgdl": float(lexical["avgdl"])},
-            "graph": graph_info,
-            "strength": {"reference_time": (datetime.fromtimestamp(reference, timezone.utc).isoformat()
-                                             if reference is not None else None),
-                         "recency_half_life_days": RECENCY_HALF_LIFE_DAYS, **found},
-            "build_seconds": None,
-        }
-        manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        final = root / version
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _publish(root, version)
-    removed = collect_garbage(settings, keep=keep)
-    if log:
-        log(f"recall snapshot {version}: {n} memories, {embedded} embedded (d={dim}), "
-            f"{graph_info['links']} links, {manifest['build_seconds']} s; removed {len(removed)} old versions")
-    return SnapshotInfo(version=version, path=final, manifest=manifest)
+    return model_key, embedding_model, embeddings, dim, embedded, inputs, found, graph, graph_info
 
 
 def _publish(root: Path, version: str) -> None:

@@ -47,6 +47,10 @@ def test_a_published_version_holds_everything_recall_needs(recall_store, corpus_
     assert con.execute("select list(row_id order by row_id) = range(0, ?) from memories",
                        [len(CORPUS)]).fetchone()[0]
     assert con.execute("select count(*) from fts_main_memories.docs").fetchone()[0] == len(CORPUS)
+    # the signals are added after the index is built (in parallel with reading them): each on its own row
+    rows = con.execute("select row_id, id, strength from memories order by row_id").fetchall()
+    assert [memory_id for _, memory_id, _ in rows] == [str(memory_id) for memory_id in ids]
+    np.testing.assert_allclose([strength for _, _, strength in rows], np.load(path / "strength.npy"), atol=1e-6)
     con.close()
 
 
