@@ -75,8 +75,9 @@ def test_column_contract_names_each_violated_rule(settings, memories_in_store, t
 
 
 def test_column_contract_checks_references_and_group_sizes(settings, memories_in_store, tmp_path):
-    """The relationships and at-most-per-group rules of wm_attention's contract: a memory that working
-    memory's features do not know and a window with one attended memory more than the capacity."""
+    """The relationships and group rules of wm_attention's contract: a memory that working memory's features
+    do not know, and a window with one attended memory more than the capacity (whose slots then no longer
+    fill 1..n) and an unattended memory encoded as strongly as an attended one."""
     import duckdb
 
     built = dbt(settings, tmp_path, "run", "--select", "wm_memory_features", "wm_attention")
@@ -86,15 +87,24 @@ def test_column_contract_checks_references_and_group_sizes(settings, memories_in
 
     with duckdb.connect(str(settings.database_path)) as con:
         window, = con.execute("select window_start from working_memory.wm_attention limit 1").fetchone()
-        # 8 attended memories in one window (capacity 7); unknown ids, slots 1..7 and ranks 1..8 to keep
-        # the other rules satisfied
+        # 8 attended memories in one window (capacity 7): unknown ids, slots 1..7 (the 8th repeats slot 7)
         for rank in range(1, 9):
             con.execute("""
                 insert into working_memory.wm_attention by name
                 select 'ghost-' || ?::varchar as memory_id, window_start, window_end, created_at, priority,
-                       encoding_strength, recency, true as attended, least(?, 7) as slot, ? as attention_rank
+                       0.9 as encoding_strength, recency, true as attended, least(?, 7) as slot,
+                       ? as attention_rank
                 from working_memory.wm_attention where window_start = ? limit 1
             """, [rank, rank, rank, window])
+        # ... and one unattended memory encoded as strongly as the weakest attended one
+        con.execute("""
+            insert into working_memory.wm_attention by name
+            select 'ghost-unattended' as memory_id, window_start, window_end, created_at, priority,
+                   (select min(encoding_strength) from working_memory.wm_attention
+                    where window_start = ? and attended) as encoding_strength,
+                   recency, false as attended, null as slot, 9 as attention_rank
+            from working_memory.wm_attention where window_start = ? limit 1
+        """, [window, window])
     failed = dbt(settings, tmp_path, "test", "--select", "wm_attention_column_contract")
     assert failed.returncode == 1
 
@@ -102,8 +112,10 @@ def test_column_contract_checks_references_and_group_sizes(settings, memories_in
     with duckdb.connect(str(settings.database_path)) as con:
         violated = dict(con.execute(compiled).fetchall())
     assert violated == {
-        f"memory_id without a row in {settings.database_path.stem}.working_memory.wm_memory_features.memory_id": 8,
-        "more than 7 rows per window_start where attended": 1}
+        f"memory_id without a row in {settings.database_path.stem}.working_memory.wm_memory_features.memory_id": 9,
+        "at most working_memory_capacity attended per window": 1,
+        "attended memories hold slots 1..n per window, n = least(capacity, members)": 1,
+        "unattended memories encoded more weakly than attended ones per window": 1}
 
 
 def test_views_are_recreated_only_when_their_definition_or_the_project_changes(settings, memories_in_store,

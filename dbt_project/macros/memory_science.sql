@@ -88,3 +88,20 @@
     {% if var('enrichment_model', none) %}(model = '{{ var("enrichment_model") | replace("'", "''") }}') desc, {% endif -%}
     enriched_at desc, model
 {%- endmacro %}
+
+{# One enrichment row per memory, as a relation: the preferred row (preferred_enrichment_order) among all of a
+   memory's rows, or with with_embedding among those that carry a vector. The choice runs over the key columns
+   (memory_id, model: one row each, kept by the enrichment writer); the whole row (the vector included) is read
+   only for the chosen rows. #}
+{% macro chosen_enrichment(with_embedding=false) -%}
+    (
+        select enrichment.*
+        from {{ source('enriched', 'memory_enrichment') }} as enrichment
+        semi join (
+            select memory_id, model
+            from {{ source('enriched', 'memory_enrichment') }}
+            {% if with_embedding %}where len(embedding) > 0{% endif %}
+            qualify row_number() over (partition by memory_id order by {{ preferred_enrichment_order() }}) = 1
+        ) as chosen on chosen.memory_id = enrichment.memory_id and chosen.model = enrichment.model
+    )
+{%- endmacro %}

@@ -11,12 +11,7 @@ with memories as (
 
 enrichment as (
     select memory_id, model, embedding_model, embedding_dim, embedding
-    from {{ source('enriched', 'memory_enrichment') }}
-    where embedding is not null and len(embedding) > 0
-    qualify row_number() over (
-        partition by memory_id
-        order by {{ preferred_enrichment_order() }}
-    ) = 1
+    from {{ chosen_enrichment(with_embedding=true) }}
 ),
 
 ltm as (

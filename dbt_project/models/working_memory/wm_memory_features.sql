@@ -8,12 +8,7 @@ with memories as (
 
 enrichment as (
     -- One row per memory: the configured model (var enrichment_model) if present, else the latest enrichment.
-    select *
-    from {{ source('enriched', 'memory_enrichment') }}
-    qualify row_number() over (
-        partition by memory_id
-        order by {{ preferred_enrichment_order() }}
-    ) = 1
+    select * from {{ chosen_enrichment() }}
 ),
 
 joined as (

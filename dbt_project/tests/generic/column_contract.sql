@@ -1,16 +1,17 @@
 {#
-    The column contract of a model in one scan: unique columns (or expressions) have no duplicate values,
+    The column contract of a model in one query: unique columns (or expressions) have no duplicate values,
     required columns are not null, bounded columns lie in [min, max] (inclusive; null passes, not_null says
     whether it may be null), categorical columns take one of their accepted values, references point at an
-    existing row of another relation (relationships; {column: ["{{ ref('parent') }}", parent_column]}), and
-    no group holds more than a maximum of rows (at_most_per_group: {column: max} or
-    {column: [max, "row condition"]}). Returns one row per violated rule with the number of offending rows
-    (groups, for at_most_per_group), so a failure names the column and the rule.
+    existing row of another relation (relationships; {column: ["{{ ref('parent') }}", parent_column]}), row
+    rules hold on every row ({label: boolean expression}) and group rules on every group
+    ({group column: {label: boolean aggregate expression}}; a null result counts as a violation, so say what
+    an empty filter means, e.g. with coalesce). Returns one row per violated rule with the number of
+    offending rows (groups, for group rules), so a failure names the column and the rule.
     One check per model instead of one per column and rule: every dbt test is a query, and a Dagster
     asset-check event, on every rhythm.
 #}
 {% test column_contract(model, unique=[], not_null=[], ranges={}, accepted_values={}, references={},
-                        at_most_per_group={}) %}
+                        row_rules={}, group_rules={}) %}
 {%- set rules = [] -%}
 {%- for expression in unique -%}
     {%- do rules.append((expression ~ ' not unique',
@@ -35,11 +36,14 @@
                          'count(*) filter (where ' ~ column ~ ' is not null and ' ~ column ~ ' not in (select '
                          ~ target[1] ~ ' from ' ~ target[0] ~ '))')) -%}
 {%- endfor -%}
-{%- for column, limit in at_most_per_group.items() -%}
-    {%- set bound, condition = (limit, 'true') if limit is number or limit is string else (limit[0], limit[1]) -%}
-    {%- do rules.append(('more than ' ~ bound ~ ' rows per ' ~ column ~ ('' if condition == 'true' else ' where ' ~ condition),
-                         '(select count(*) from (select 1 from ' ~ model ~ ' where ' ~ condition ~ ' group by '
-                         ~ column ~ ' having count(*) > ' ~ bound ~ '))')) -%}
+{%- for label, condition in row_rules.items() -%}
+    {%- do rules.append((label, 'count(*) filter (where (' ~ condition ~ ') is not true)')) -%}
+{%- endfor -%}
+{%- for column, group_conditions in group_rules.items() -%}
+    {%- for label, condition in group_conditions.items() -%}
+        {%- do rules.append((label, '(select count(*) from (select 1 from ' ~ model ~ ' group by ' ~ column
+                                    ~ ' having (' ~ condition ~ ') is not true))')) -%}
+    {%- endfor -%}
 {%- endfor -%}
 {%- if not rules -%}
     {{ exceptions.raise_compiler_error("column_contract on " ~ model ~ " names no rule") }}
