@@ -9,9 +9,9 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -136,17 +136,17 @@ class DbtRunnerResource(dg.ConfigurableResource):
         return _MANIFESTS[key]
 
     def build(self, context: dg.AssetExecutionContext, *, dbt_vars: str, full_refresh: bool = False,
-              current_views: Mapping[str, dg.AssetKey] | None = None):
+              skip_views: Mapping[str, dg.AssetKey] | None = None):
         """`dbt build` of the step's selection; yields Dagster events as dbt finishes each node, raises
         dg.Failure (with dbt's error lines) when a model or an error-severity test fails.
 
-        `current_views` (unique id -> asset key, see `current_views`) are left out of the invocation: their
+        `skip_views` (unique id -> asset key, from `current_views`) are left out of the invocation: their
         definition is what dbt would create, so they are reported as materialized without a dbt node; their
         tests still run (selected by name)."""
         from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
         from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-        current_views = {} if full_refresh else dict(current_views or {})
+        skipped = {} if full_refresh else dict(skip_views or {})
         manifest = _manifest_json()
         selected = _selected_unique_ids(context)
         # a view's tests run as usual (what the view shows changed); a test that also reads a model outside
@@ -155,7 +155,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
         for node in manifest["nodes"].values():
             parents = set(node["depends_on"]["nodes"])
             if node["resource_type"] == "test" and parents <= selected:
-                for unique_id in parents & set(current_views):
+                for unique_id in parents & set(skipped):
                     view_tests.setdefault(unique_id, []).append(node["name"])
         # the step's subset as dbt selection arguments, exactly as dagster-dbt's CLI resource computes it
         # (manifest and translator come from the assets definition)
@@ -165,8 +165,8 @@ class DbtRunnerResource(dg.ConfigurableResource):
             raise dg.Failure(description="the dbt selection is too large for command-line selection; "
                                          "select fewer dbt assets per run")
         selection_args, left_out = _without_views(
-            params.selection_args, {u: ".".join(manifest["nodes"][u]["fqn"]) for u in current_views}, view_tests)
-        current_views = {u: key for u, key in current_views.items() if u in left_out}
+            params.selection_args, {u: ".".join(manifest["nodes"][u]["fqn"]) for u in skipped}, view_tests)
+        skipped = {u: key for u, key in skipped.items() if u in left_out}
         args = ["build", *self._common_args(), "--vars", dbt_vars,
                 # A rhythm builds one stage: skip tests that also touch a later stage's (maybe unbuilt) models.
                 "--indirect-selection", params.indirect_selection or "cautious", *selection_args,
@@ -182,7 +182,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
         Path(self.target_dir).mkdir(parents=True, exist_ok=True)
         Path(self.log_dir).mkdir(parents=True, exist_ok=True)
 
-        views = _CurrentViewOutputs(current_views, selected, manifest["parent_map"])
+        views = _CurrentViewOutputs(skipped, selected, manifest["parent_map"])
         with _DBT_LOCK:
             working_dir = os.getcwd()  # dbt chdirs into the project during a task
             try:
@@ -423,7 +423,7 @@ def build_dbt_assets(select: str = "fqn:*", name: str = "codex_dbt_models") -> d
         with duckdb.get_connection() as con:
             unchanged = current_views(context, con, variables)
         yield from dbt.build(context, dbt_vars=json.dumps(variables), full_refresh=config.full_refresh,
-                             current_views=unchanged)
+                             skip_views=unchanged)
 
     return _models
 

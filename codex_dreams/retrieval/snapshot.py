@@ -130,11 +130,11 @@ def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | 
     if n == 0 or model_key is None or not {"embedding", "model", "content_hash", "embedding_model"} <= columns:
         return None, 0, 0
     # The row of the active model key whose content hash is current (an edited memory's old vector is stale).
-    # chosen over the narrow columns first; only the chosen rows' vectors are read (by rowid)
+    # chosen over the narrow columns first; only the chosen rows' vectors are read
     result = con.execute(
         """
         with chosen as (
-            select r.row_id, e.rowid as enrichment_row
+            select r.row_id, e.memory_id, e.model
             from snapshot_rows as r
             join raw.memories as m on m.id = r.id
             join enriched.memory_enrichment as e on e.memory_id = r.id
@@ -144,7 +144,7 @@ def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | 
               and e.content_hash = left(sha256(m.content), 32)
         )
         select c.row_id, e.embedding
-        from enriched.memory_enrichment as e join chosen as c on c.enrichment_row = e.rowid
+        from enriched.memory_enrichment as e join chosen as c on c.memory_id = e.memory_id and c.model = e.model
         """,
         [model_key, embedding_model],
     ).fetch_arrow_table()
@@ -313,15 +313,15 @@ def _start_database(path: Path, table, extension_dir: Path | None):
             """
         ).fetchnumpy()
         lengths = con.execute(f"select name, len from fts_main_{FTS_TABLE}.docs").fetchnumpy()
-    except BaseException:
+        termids = postings["termid"].astype(np.int64)
+        term_indptr = np.zeros(int(terms) + 1, dtype=np.int64)
+        if len(termids):
+            np.cumsum(np.bincount(termids, minlength=int(terms)), out=term_indptr[1:])
+        doc_len = np.zeros(n, dtype=np.float32)
+        doc_len[lengths["name"].astype(np.int64)] = lengths["len"].astype(np.float32)
+    except BaseException:  # on success the connection goes to _finish_database, which closes it
         con.close()
         raise
-    termids = postings["termid"].astype(np.int64)
-    term_indptr = np.zeros(int(terms) + 1, dtype=np.int64)
-    if len(termids):
-        np.cumsum(np.bincount(termids, minlength=int(terms)), out=term_indptr[1:])
-    doc_len = np.zeros(n, dtype=np.float32)
-    doc_len[lengths["name"].astype(np.int64)] = lengths["len"].astype(np.float32)
     return con, {
         "term_indptr": term_indptr,
         "rows": postings["row_id"].astype(np.int32),

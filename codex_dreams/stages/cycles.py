@@ -497,10 +497,11 @@ def memory_embeddings(con: duckdb.DuckDBPyConnection, enrichment_model: str | No
     the dbt var `enrichment_model` if set, else the latest enrichment). Vectors of another dimension than the
     dominant one (a model switch in progress) are left out.
     """
-    # the choice runs over the narrow key columns; only the chosen rows' vectors are read (by rowid)
+    # chosen over the key columns (memory_id, model), as the dbt macro chosen_enrichment does; only the chosen
+    # rows' vectors are read
     table = _sql(con, f"""
         with chosen as (
-            select rowid as row_number_in_table from {ENRICHMENT}
+            select memory_id, model from {ENRICHMENT}
             where len(embedding) > 0
             qualify row_number() over (
                 partition by memory_id order by coalesce(model = $model, false) desc, enriched_at desc, model) = 1
@@ -508,7 +509,7 @@ def memory_embeddings(con: duckdb.DuckDBPyConnection, enrichment_model: str | No
         members as ({members_sql})
         select m.memory_id, m.episode_id, e.embedding
         from {ENRICHMENT} as e
-        semi join chosen as c on c.row_number_in_table = e.rowid
+        semi join chosen as c on c.memory_id = e.memory_id and c.model = e.model
         join members as m on m.memory_id = e.memory_id
     """, model=enrichment_model or "").to_arrow_table()
     if table.num_rows == 0:

@@ -163,7 +163,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             # adds rows made DuckDB's next checkpoint rewrite the table's embedding column whole (~0.2 s at 10k
             # memories, growing with the store), so adding ten memories cost as much as the store's size. One
             # row per (memory_id, model) is kept by its only writer, enrichment.cache.write_rows (delete and
-            # insert in one transaction, a batch with a repeated memory is refused).
+            # insert in one transaction, a batch with a repeated memory is refused). The columns repeat version 1's
+            # on purpose: a migration is history and must not change when later code does.
             """
             create table enriched.memory_enrichment_v4 (
                 memory_id varchar not null,
