@@ -150,3 +150,38 @@ def test_views_are_recreated_only_when_their_definition_or_the_project_changes(s
     build("b", "--full-refresh")
     assert not marked()
 
+
+
+def test_features_of_a_store_from_before_lookback_fingerprints_are_recomputed_once(settings, memories_in_store,
+                                                                                  tmp_path):
+    """wm_memory_features is incremental by lookback fingerprint; a store built before that column existed holds
+    the table without it. The next run recomputes every row (and drops a memory deleted meanwhile), giving the
+    table a full build gives; then a run with nothing new recomputes nothing."""
+    import duckdb
+
+    assert dbt(settings, tmp_path, "run", "--select", "wm_memory_features").returncode == 0
+    first = memories_in_store[0].id
+    with duckdb.connect(str(settings.database_path)) as con:
+        con.execute("alter table working_memory.wm_memory_features drop column lookback_fingerprint")
+        con.execute("update working_memory.wm_memory_features set novelty = 0.123")  # stale values
+        con.execute("update raw.memories set deleted_at = now() where id = ?", [first])
+
+    upgraded = dbt(settings, tmp_path, "run", "--select", "wm_memory_features")
+    assert upgraded.returncode == 0, upgraded.stdout[-3000:]
+    features = "select * from working_memory.wm_memory_features order by memory_id"
+    with duckdb.connect(str(settings.database_path)) as con:
+        after_upgrade = con.execute(features).fetchall()
+        fingerprints = con.execute("select count(lookback_fingerprint), count(*) from "
+                                   "working_memory.wm_memory_features").fetchone()
+    assert dbt(settings, tmp_path, "run", "--select", "wm_memory_features", "--full-refresh").returncode == 0
+    with duckdb.connect(str(settings.database_path)) as con:
+        assert con.execute(features).fetchall() == after_upgrade
+        con.execute("update working_memory.wm_memory_features set memory_source = 'kept'")
+    assert fingerprints == (len(memories_in_store) - 1,) * 2
+    assert first not in {row[0] for row in after_upgrade}
+    assert 0.123 not in {row[11] for row in after_upgrade}
+
+    assert dbt(settings, tmp_path, "run", "--select", "wm_memory_features").returncode == 0
+    with duckdb.connect(str(settings.database_path)) as con:
+        assert {row[0] for row in con.execute("select memory_source from working_memory.wm_memory_features")
+                .fetchall()} == {"kept"}  # nothing changed, nothing recomputed

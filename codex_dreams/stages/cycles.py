@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -354,6 +355,14 @@ def _stage_reactivated_pairs(con: duckdb.DuckDBPyConnection) -> int:
     episode). evidence = STM co-activation count + replays of the pair (min of the two memories' replay counts
     when they share an episode).
     """
+    # every reactivated pair has a new or replayed memory: the co-activation counts are aggregated for the
+    # pairs of those only (filtered below the view's aggregate), not for every pair of the store
+    con.execute("""
+        create or replace temp table _c_focus as
+        select memory_id from _c_new
+        union
+        select m.memory_id from _c_mem as m semi join _c_replay as r on r.episode_id = m.episode_id
+    """)
     con.execute(f"""
         create or replace temp table _c_pairs as
         with pairs as (
@@ -362,6 +371,7 @@ def _stage_reactivated_pairs(con: duckdb.DuckDBPyConnection) -> int:
                    max(coalesce(coactivation_count, 0)) as coactivation_count
             from {STM_COACTIVATION}
             where memory_a <> memory_b
+              and (memory_a in (select memory_id from _c_focus) or memory_b in (select memory_id from _c_focus))
             group by 1, 2
         )
         select p.memory_a, p.memory_b, p.window_coactivations,
@@ -487,45 +497,107 @@ def _stage_terms(con: duckdb.DuckDBPyConnection, members: str) -> None:
     """)
 
 
+class _EmbeddingCache:
+    """The unit vectors of the chosen enrichment rows, kept in this process between calls: deep sleep, REM and the
+    long-term clusters each need them, and a run executes its steps in one process. A call reads only a version
+    number per chosen row and fetches the vectors of rows that are new or changed since the last call, so the
+    work follows what was enriched, not the size of the store. One store and model at a time; vectors live in
+    one matrix per dimension, rows appended as they come (compacted when half of them are stale)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clear(None)
+
+    def _clear(self, source: tuple | None) -> None:
+        self._source = source
+        self._versions: dict[str, int] = {}
+        self._row_of: dict[str, tuple[int, int]] = {}  # memory id -> (dimension, row in that matrix)
+        self._matrices: dict[int, np.ndarray] = {}
+
+    def lookup(self, con: duckdb.DuckDBPyConnection, enrichment_model: str
+               ) -> tuple[dict[str, tuple[int, int]], dict[int, np.ndarray]]:
+        """(memory id -> (dimension, row), dimension -> matrix of unit rows) for every memory with a vector."""
+        # an in-memory database has no path that tells one from another: nothing is kept for it
+        database = con.execute(
+            "select path from duckdb_databases() where database_name = current_database()").fetchone()[0]
+        # chosen over the key columns (memory_id, model), as the dbt macro chosen_enrichment does; a row's vector
+        # never changes without its enriched_at, content hash, embedding model or dimension (enrichment.cache)
+        chosen = _sql(con, f"""
+            select memory_id, model,
+                   hash(model, enriched_at, content_hash, embedding_model, embedding_dim) as version
+            from {ENRICHMENT}
+            where embedding_dim > 0
+            qualify row_number() over (
+                partition by memory_id order by coalesce(model = $model, false) desc, enriched_at desc, model) = 1
+        """, model=enrichment_model).to_arrow_table()
+        ids = chosen.column("memory_id").to_pylist()
+        versions = dict(zip(ids, chosen.column("version").to_pylist()))
+        with self._lock:
+            if database is None or self._source != (database, enrichment_model):
+                self._clear((database, enrichment_model))
+            changed = [i for i, memory_id in enumerate(ids) if self._versions.get(memory_id) != versions[memory_id]]
+            for memory_id in self._versions.keys() - versions.keys():
+                del self._row_of[memory_id]
+            self._versions = versions
+            if changed:
+                wanted = chosen.select(["memory_id", "model"]).take(pa.array(changed))
+                con.register("_c_embedding_rows", wanted)
+                try:
+                    fetched = con.execute(f"""
+                        select e.memory_id, e.embedding from {ENRICHMENT} as e
+                        semi join _c_embedding_rows as w on w.memory_id = e.memory_id and w.model = e.model
+                    """).to_arrow_table()
+                finally:
+                    con.unregister("_c_embedding_rows")
+                self._append(fetched.column("memory_id").to_pylist(), fetched.column("embedding").combine_chunks())
+            return self._row_of, self._matrices
+
+    def _append(self, ids: list[str], vectors: pa.ListArray) -> None:
+        lengths = pc.fill_null(pc.list_value_length(vectors), 0).to_numpy(zero_copy_only=False)
+        for dim in (int(d) for d in np.unique(lengths)):
+            keep = lengths == dim
+            flat = pc.list_flatten(vectors.filter(pa.array(keep))).to_numpy(zero_copy_only=False)
+            rows = flat.astype(np.float32).reshape(-1, dim)
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            rows = rows / np.where(norms == 0, 1, norms)  # unit length; a zero vector stays zero
+            old = self._matrices.get(dim, np.zeros((0, dim), dtype=np.float32))
+            live = sorted(row for d, row in self._row_of.values() if d == dim)
+            if len(live) < len(old) // 2:  # mostly stale rows: keep the live ones only
+                remap = {row: i for i, row in enumerate(live)}
+                old = old[live]
+                self._row_of = {m: (d, remap[r]) if d == dim else (d, r) for m, (d, r) in self._row_of.items()}
+            self._matrices[dim] = np.concatenate([old, rows])
+            added = [memory_id for memory_id, kept in zip(ids, keep) if kept]
+            self._row_of.update((memory_id, (dim, len(old) + row)) for row, memory_id in enumerate(added))
+        for memory_id in set(self._row_of) - self._versions.keys():  # fetched but no longer chosen
+            del self._row_of[memory_id]
+
+
+_EMBEDDINGS = _EmbeddingCache()
+
+
 def memory_embeddings(con: duckdb.DuckDBPyConnection, enrichment_model: str | None = None,
-                members_sql: str = "select memory_id, episode_id from _c_mem where episode_id is not null"
-                ) -> tuple[list[str], list[str], np.ndarray]:
+                      members_sql: str = "select memory_id, episode_id from _c_mem where episode_id is not null"
+                      ) -> tuple[list[str], list[str], np.ndarray]:
     """(memory ids, episode ids, unit vectors [n, d]) of the memories `members_sql` selects (memory_id,
-    episode_id) that have an embedding; by default the staged memories of this cycle.
+    episode_id) that have an embedding, ordered by memory id; by default the staged memories of this cycle.
 
     One enrichment row per memory, in the order of the dbt macro `preferred_enrichment_order` (the model named by
     the dbt var `enrichment_model` if set, else the latest enrichment). Vectors of another dimension than the
     dominant one (a model switch in progress) are left out.
     """
-    # chosen over the key columns (memory_id, model), as the dbt macro chosen_enrichment does; only the chosen
-    # rows' vectors are read
-    table = _sql(con, f"""
-        with chosen as (
-            select memory_id, model from {ENRICHMENT}
-            where len(embedding) > 0
-            qualify row_number() over (
-                partition by memory_id order by coalesce(model = $model, false) desc, enriched_at desc, model) = 1
-        ),
-        members as ({members_sql})
-        select m.memory_id, m.episode_id, e.embedding
-        from {ENRICHMENT} as e
-        semi join chosen as c on c.memory_id = e.memory_id and c.model = e.model
-        join members as m on m.memory_id = e.memory_id
-    """, model=enrichment_model or "").to_arrow_table()
-    if table.num_rows == 0:
+    row_of, matrices = _EMBEDDINGS.lookup(con, enrichment_model or "")
+    members = _sql(con, f"select memory_id, episode_id from ({members_sql}) order by memory_id").to_arrow_table()
+    found = [(memory_id, episode_id, row_of[memory_id]) for memory_id, episode_id
+             in zip(members.column("memory_id").to_pylist(), members.column("episode_id").to_pylist())
+             if memory_id in row_of]
+    if not found:
         return [], [], np.zeros((0, 0), dtype=np.float32)
-    table = table.take(pc.sort_indices(table, sort_keys=[("memory_id", "ascending")]))
-    vectors = table.column("embedding").combine_chunks()
-    lengths = np.asarray(pc.list_value_length(vectors))
-    dim = int(np.bincount(lengths).argmax())  # one embedding space: the dominant dimension
-    keep = lengths == dim
-    ids = np.asarray(table.column("memory_id").to_pylist(), dtype=object)[keep]
-    episodes = np.asarray(table.column("episode_id").to_pylist(), dtype=object)[keep]
-    flat = np.asarray(pc.list_flatten(vectors.filter(pa.array(keep))), dtype=np.float32)
-    matrix = flat.reshape(len(ids), dim)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix = matrix / np.where(norms == 0, 1, norms)
-    return list(ids), list(episodes), matrix
+    dims = [place[0] for _, _, place in found]
+    dim = max(set(dims), key=lambda d: (dims.count(d), -d))  # one embedding space: the dominant dimension
+    found = [member for member in found if member[2][0] == dim]
+    matrix = matrices[dim][[place[1] for _, _, place in found]]
+    return [m[0] for m in found], [m[1] for m in found], matrix
 
 
 def _similar_pairs(con: duckdb.DuckDBPyConnection, seed_ids: set[str], low: float, high: float,
@@ -641,7 +713,7 @@ def _consolidation_body(cycle: Cycle, params: Mapping, budget: int, *, semantic:
         counts["pruned"] = _prune(con, params["weak_connection_threshold"])
         counts["transferred"] = _transfer(con, cycle, params["consolidation_threshold"])
         counts.update(_link_stats(con))
-        _drop_temp(con, "_c_mem", "_c_replay", "_c_new", "_c_pairs", "_c_terms")
+        _drop_temp(con, "_c_mem", "_c_replay", "_c_new", "_c_focus", "_c_pairs", "_c_terms")
         return counts
 
     return body

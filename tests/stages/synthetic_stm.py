@@ -63,8 +63,8 @@ class Pair:
         return self.window + self.episode
 
 
-def new_store() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+def new_store(path: str | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(path or ":memory:")
     bootstrap(con)
     con.execute("create schema if not exists short_term_memory")
     con.execute("""create table short_term_memory.stm_memories (memory_id varchar, episode_id varchar,
