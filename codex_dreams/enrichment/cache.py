@@ -90,7 +90,8 @@ def read_pending(con: duckdb.DuckDBPyConnection, model_key: str) -> list[Pending
         from raw.memories as m
         left join {TABLE} as e on e.memory_id = m.id and e.model = ?
         where m.deleted_at is null
-          and (e.memory_id is null or e.content_hash <> {current_hash} or e.embedding is null)
+          -- embedding_dim is set exactly when embedding is (write_rows): testing it spares reading every vector
+          and (e.memory_id is null or e.content_hash <> {current_hash} or e.embedding_dim is null)
         order by m.created_at, m.id
         """,
         [model_key],
@@ -102,7 +103,7 @@ def stored_embedding_dims(con: duckdb.DuckDBPyConnection, model_key: str) -> dic
     """embedding_model -> dimension already stored under `model_key` (one dimension per embedding model)."""
     rows = con.execute(
         f"select embedding_model, min(embedding_dim) from {TABLE} "
-        "where model = ? and embedding is not null group by embedding_model",
+        "where model = ? and embedding_dim is not null group by embedding_model",
         [model_key],
     ).fetchall()
     return {row[0]: int(row[1]) for row in rows}

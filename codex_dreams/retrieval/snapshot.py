@@ -10,6 +10,8 @@ store and writes a self-contained, read-only copy of what recall needs into a ne
             snapshot.duckdb         memories (row_id, id, content, created_at, metadata, signals) + fts index
             embeddings.npy          float32 [n, d], unit rows (zero rows: not embedded yet), row i = row_id i
             ids.npy                 memory ids, row-aligned with embeddings.npy
+            embedding_versions.npy  uint64 [n]: a hash of each row's enrichment (0: none); the next build takes
+                                    the vectors of unchanged rows from here instead of the store
             created_at.npy          int64 microseconds since 1970 (UTC), row-aligned
             content.bin + content_offsets.npy, metadata.bin + metadata_offsets.npy
                                     the texts and metadata JSON, row-aligned (see `write_strings`)
@@ -46,6 +48,7 @@ CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 DATABASE_FILE = "snapshot.duckdb"
 KEEP_VERSIONS = 2
+VERSIONS_FILE = "embedding_versions.npy"
 FTS_TABLE = "memories"
 FTS_STEMMER = "porter"
 FTS_STOPWORDS = "english"
@@ -124,46 +127,98 @@ def _embedding_source(settings) -> tuple[str | None, str | None]:
     return active_model_key(settings), active_embedding_model(settings)
 
 
-def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | None):
-    """float32 [n, d] unit rows aligned with row_id (zero rows where no current embedding), and d."""
+def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | None, previous: Path | None = None):
+    """float32 [n, d] unit rows aligned with row_id (zero rows where no current embedding), d, the number of
+    embedded rows, and the uint64 version of each row's enrichment (0 where none).
+
+    The row of the active model key whose content hash is current (an edited memory's old vector is stale). A
+    vector whose row is unchanged since the published snapshot `previous` (same memory, same version, same model
+    and dimension) is taken from that snapshot's embeddings.npy; only new or changed rows read their vector from
+    the store, so a run after a few new memories reads a few vectors, not every one."""
     columns = _columns(con, "enriched", "memory_enrichment")
+    none = (None, 0, 0, np.zeros(n, dtype=np.uint64))
     if n == 0 or model_key is None or not {"embedding", "model", "content_hash", "embedding_model"} <= columns:
-        return None, 0, 0
-    # The row of the active model key whose content hash is current (an edited memory's old vector is stale).
-    # chosen over the narrow columns first; only the chosen rows' vectors are read
-    result = con.execute(
+        return none
+    # chosen over the narrow columns; embedding_dim is set exactly when embedding is (enrichment.cache.write_rows)
+    chosen = con.execute(
         """
-        with chosen as (
-            select r.row_id, e.memory_id, e.model
-            from snapshot_rows as r
-            join raw.memories as m on m.id = r.id
-            join enriched.memory_enrichment as e on e.memory_id = r.id
-            -- embedding_dim is set exactly when embedding is (enrichment.cache.write_rows); testing it spares
-            -- reading every vector here
-            where e.model = ? and e.embedding_model = ? and e.embedding_dim is not null
-              and e.content_hash = left(sha256(m.content), 32)
-        )
-        select c.row_id, e.embedding
-        from enriched.memory_enrichment as e join chosen as c on c.memory_id = e.memory_id and c.model = e.model
+        select r.row_id, r.id, e.embedding_dim as dim,
+               hash(e.enriched_at, e.content_hash, e.embedding_dim) as version
+        from snapshot_rows as r
+        join raw.memories as m on m.id = r.id
+        join enriched.memory_enrichment as e on e.memory_id = r.id
+        where e.model = ? and e.embedding_model = ? and e.embedding_dim > 0
+          and e.content_hash = left(sha256(m.content), 32)
         """,
         [model_key, embedding_model],
-    ).fetch_arrow_table()
-    if result.num_rows == 0:
-        return None, 0, 0
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    vectors = result.column("embedding").combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(vectors), 0).to_numpy(zero_copy_only=False)
-    dim = int(np.bincount(lengths).argmax())  # one model, one dimension; anything else is skipped
-    keep = lengths == dim
-    rows = result.column("row_id").to_numpy()[keep]
-    flat = pc.list_flatten(vectors.filter(pa.array(keep))).to_numpy(zero_copy_only=False)
+    ).to_arrow_table()
+    if chosen.num_rows == 0:
+        return none
+    dims = chosen.column("dim").to_numpy()
+    dim = int(np.bincount(dims).argmax())  # one model, one dimension; anything else is skipped
+    keep = dims == dim
+    rows = chosen.column("row_id").to_numpy()[keep]
+    ids = np.asarray(chosen.column("id").to_pylist(), dtype=object)[keep]
+    versions = np.zeros(n, dtype=np.uint64)
+    versions[rows] = chosen.column("version").to_numpy()[keep]
     matrix = np.zeros((n, dim), dtype=np.float32)
-    matrix[rows] = flat.astype(np.float32, copy=False).reshape(-1, dim)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    np.divide(matrix, norms, out=matrix, where=norms > 0)
-    return matrix, dim, int(keep.sum())
+
+    reused = _reuse_vectors(previous, model_key, embedding_model, dim, rows, ids, versions, matrix)
+    fetch = ~reused
+    if fetch.any():
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # a temporary table, not the registered Arrow scan, for the optimizer's estimates (see _read_signals)
+        con.register("snapshot_fetch_arrow", pa.table({"row_id": pa.array(rows[fetch], pa.int32())}))
+        try:
+            con.execute("create or replace temp table snapshot_fetch as select * from snapshot_fetch_arrow")
+        finally:
+            con.unregister("snapshot_fetch_arrow")
+        try:
+            result = con.execute(
+                """
+                select f.row_id, e.embedding
+                from snapshot_fetch as f
+                join snapshot_rows as r on r.row_id = f.row_id
+                join enriched.memory_enrichment as e on e.memory_id = r.id
+                where e.model = ? and e.embedding_model = ?
+                """,
+                [model_key, embedding_model],
+            ).fetch_arrow_table()
+        finally:
+            con.execute("drop table if exists temp.snapshot_fetch")
+        vectors = result.column("embedding").combine_chunks()
+        flat = pc.list_flatten(vectors).to_numpy(zero_copy_only=False)
+        fetched = flat.astype(np.float32).reshape(-1, dim)  # a writable copy
+        norms = np.linalg.norm(fetched, axis=1, keepdims=True)
+        np.divide(fetched, norms, out=fetched, where=norms > 0)
+        matrix[result.column("row_id").to_numpy()] = fetched
+    return matrix, dim, int(keep.sum()), versions
+
+
+def _reuse_vectors(previous: Path | None, model_key: str, embedding_model: str, dim: int, rows: np.ndarray,
+                   ids: np.ndarray, versions: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Copy into `matrix` the vectors of `rows` (memory `ids`) that the snapshot at `previous` holds for the same
+    enrichment version, model and dimension; returns which of `rows` were filled."""
+    reused = np.zeros(len(rows), dtype=bool)
+    try:
+        manifest = json.loads((previous / MANIFEST_FILE).read_text(encoding="utf-8")) if previous else None
+        if not manifest or manifest["embedding"]["model_key"] != model_key or \
+                manifest["embedding"]["model"] != embedding_model or manifest["embedding"]["dim"] != dim:
+            return reused
+        old_versions = np.load(previous / VERSIONS_FILE)
+        old_ids = np.load(previous / "ids.npy")
+        old_vectors = np.load(previous / "embeddings.npy", mmap_mode="r")
+    except (OSError, ValueError, KeyError):  # no usable previous snapshot: every vector is read
+        return reused
+    old_row = {memory_id: row for row, memory_id in enumerate(old_ids.tolist())}
+    source = np.array([old_row.get(memory_id, -1) for memory_id in ids], dtype=np.int64)
+    found = source >= 0
+    found[found] = old_versions[source[found]] == versions[rows[found]]
+    matrix[rows[found]] = old_vectors[source[found]]
+    reused[found] = True
+    return reused
 
 
 def _read_strength_inputs(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -431,7 +486,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
                 database.result()[0].close()
             raise
         snapshot_db, lexical = database.result()
-    model_key, embedding_model, embeddings, dim, embedded, inputs, found, graph, graph_info = signals
+    model_key, embedding_model, embeddings, dim, embedded, versions, inputs, found, graph, graph_info = signals
     if embeddings is None:  # nothing embedded yet: dense recall is off for this snapshot
         dim = 0
         embeddings = np.zeros((n, 0), dtype=np.float32)
@@ -451,6 +506,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
         columns["last_accessed_at"] = pa.array(inputs["last_accessed_at"].tolist(), pa.timestamp("us"))
     _finish_database(snapshot_db, pa.table(columns))
     np.save(tmp / "embeddings.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
+    np.save(tmp / VERSIONS_FILE, versions)
     ids = np.array(memories.column("id").to_pylist(), dtype=str) if n else np.zeros(0, dtype="U1")
     np.save(tmp / "ids.npy", ids)
     np.save(tmp / "strength.npy", prior)
@@ -503,12 +559,13 @@ def _read_signals(con, settings, memories, row_ids) -> tuple:
         con.unregister("snapshot_rows_arrow")
     try:
         model_key, embedding_model = _embedding_source(settings)
-        embeddings, dim, embedded = _read_embeddings(con, n, model_key, embedding_model)
+        embeddings, dim, embedded, versions = _read_embeddings(con, n, model_key, embedding_model,
+                                                               current_snapshot_path(settings))
         inputs, found = _read_strength_inputs(con, n)
         graph, graph_info = _read_graph(con, n)
     finally:
         con.execute("drop table if exists temp.snapshot_rows")
-    return model_key, embedding_model, embeddings, dim, embedded, inputs, found, graph, graph_info
+    return model_key, embedding_model, embeddings, dim, embedded, versions, inputs, found, graph, graph_info
 
 
 def _publish(root: Path, version: str) -> None:

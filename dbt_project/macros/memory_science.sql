@@ -100,7 +100,8 @@
         semi join (
             select memory_id, model
             from {{ source('enriched', 'memory_enrichment') }}
-            {% if with_embedding %}where len(embedding) > 0{% endif %}
+            {#- embedding_dim is set exactly when embedding is (enrichment.cache.write_rows): no vector is read #}
+            {% if with_embedding %}where embedding_dim > 0{% endif %}
             qualify row_number() over (partition by memory_id order by {{ preferred_enrichment_order() }}) = 1
         ) as chosen on chosen.memory_id = enrichment.memory_id and chosen.model = enrichment.model
     )

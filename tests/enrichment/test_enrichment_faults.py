@@ -31,6 +31,8 @@ def _assert_every_memory_once(settings, key_rows=None):
     rows = enrichment_rows(settings) if key_rows is None else key_rows
     assert sorted(r["memory_id"] for r in rows) == sorted(f"m{i}" for i in range(N))
     for row in rows:
+        # readers test "has a vector" on embedding_dim, never reading the vectors (docs/architecture.md)
+        assert (row["embedding"] is None) == (row["embedding_dim"] is None)
         if row["embedding"] is not None:
             vector = np.asarray(row["embedding"])
             assert len(vector) == row["embedding_dim"] and abs(np.linalg.norm(vector) - 1) < 1e-5

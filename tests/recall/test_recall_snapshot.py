@@ -54,6 +54,52 @@ def test_a_published_version_holds_everything_recall_needs(recall_store, corpus_
     con.close()
 
 
+def test_a_new_version_reads_only_new_or_changed_vectors_from_the_store(recall_store, corpus_vectors):
+    """Vectors of rows whose enrichment is unchanged come from the published snapshot; a re-enriched memory, a
+    back-dated new one (every later row moves) and an edited one (its vector is stale: a zero row) are read
+    anew. The result equals a build from the store alone."""
+    import shutil
+
+    from codex_dreams.enrichment import active_embedding_model, active_model_key
+    from codex_dreams.store import open_store
+
+    before = current_snapshot_path(recall_store)
+    ids = [str(x) for x in np.load(before / "ids.npy")]
+    # mark an unchanged memory's row in the published file: a vector taken from there carries the mark
+    unchanged, reenriched, edited = CORPUS[0].id, CORPUS[1].id, CORPUS[2].id
+    marked = np.load(before / "embeddings.npy")
+    marked[ids.index(unchanged)] = np.roll(marked[ids.index(unchanged)], 1)
+    np.save(before / "embeddings.npy", marked)
+    turned = np.roll(corpus_vectors[1], 7)
+    with open_store(recall_store) as con:
+        con.execute("update enriched.memory_enrichment set embedding = ?, enriched_at = now() where memory_id = ?",
+                    [turned.tolist(), reenriched])
+        con.execute("update raw.memories set content = content || ' (edited)' where id = ?", [edited])
+        con.execute("insert into raw.memories (id, content, created_at, updated_at, source) values "
+                    "('early', 'a memory dated before all others', '2000-01-01', '2000-01-01', 'test')")
+        con.execute("insert into enriched.memory_enrichment (memory_id, content_hash, provider, model, embedding, "
+                    "embedding_model, embedding_dim) values ('early', left(sha256('a memory dated before all "
+                    "others'), 32), 'offline', ?, ?, ?, 384)",
+                    [active_model_key(recall_store), corpus_vectors[3].tolist(), active_embedding_model(recall_store)])
+
+    after = publish(recall_store).path
+    vectors = np.load(after / "embeddings.npy")
+    row = {str(memory_id): i for i, memory_id in enumerate(np.load(after / "ids.npy"))}
+    assert row["early"] == 0 and row[unchanged] == ids.index(unchanged) + 1
+    np.testing.assert_allclose(vectors[row[unchanged]], marked[ids.index(unchanged)], atol=1e-6)  # reused
+    np.testing.assert_allclose(vectors[row[reenriched]], turned / np.linalg.norm(turned), atol=1e-6)
+    np.testing.assert_allclose(vectors[row["early"]], corpus_vectors[3], atol=1e-6)
+    assert not vectors[row[edited]].any() and not np.load(after / "embedded.npy")[row[edited]]
+    versions = np.load(after / "embedding_versions.npy")
+
+    shutil.rmtree(recall_dir(recall_store))  # nothing published: every vector comes from the store
+    fresh = publish(recall_store).path
+    expected = np.load(fresh / "embeddings.npy")
+    expected[row[unchanged]] = vectors[row[unchanged]]  # all but the planted mark
+    np.testing.assert_array_equal(vectors, expected)
+    np.testing.assert_array_equal(versions, np.load(fresh / "embedding_versions.npy"))
+
+
 def test_the_graph_is_symmetric_csr_strongest_first(recall_store):
     path = current_snapshot_path(recall_store)
     ids = [str(x) for x in np.load(path / "ids.npy")]

@@ -24,7 +24,7 @@ final as (
         m.created_at,
         e.model,
         e.embedding_model,
-        len(e.embedding) as embedding_dim,
+        e.embedding_dim,
         e.embedding,
         l.memory_id is not null as in_long_term_memory,
         l.category,
