@@ -33,26 +33,28 @@ salience_ranked as (
 ),
 
 contexts as (
+    -- a context's fingerprint: its parameters and the set of its members (an order-free combination of 64-bit
+    -- member hashes: ~8x cheaper than an md5 of the sorted member list, and a collision would only skip one
+    -- regeneration). A context of one memory has no pair: it is neither stored nor regenerated.
     select
         'window:' || strftime(window_start, '%Y-%m-%dT%H:%M:%S') as context_key,
         'window' as context_type,
-        md5('coactivation/v1;'
-            || {{ params_fingerprint(['short_term_memory_duration', 'working_memory_capacity',
-                                      'working_memory_hold_windows']) }}
-            || string_agg(memory_id || '@' || created_at::varchar, ',' order by memory_id)) as context_fingerprint
+        hash('coactivation/v2;' || {{ params_fingerprint(['short_term_memory_duration', 'working_memory_capacity',
+                                                           'working_memory_hold_windows']) }},
+             count(*), bit_xor(hash(memory_id, created_at)))::varchar as context_fingerprint
     from buffer
     group by window_start
+    having count(*) > 1
     union all
     select
         'episode:' || episode_id as context_key,
         'episode' as context_type,
-        md5('coactivation/v1;'
-            || {{ params_fingerprint(['coactivation_max_lag', 'coactivation_horizon_minutes',
-                                      'coactivation_top_salient']) }}
-            || string_agg(memory_id || '@' || created_at::varchar || '#' || salience_rank::varchar,
-                          ',' order by memory_id)) as context_fingerprint
+        hash('coactivation/v2;' || {{ params_fingerprint(['coactivation_max_lag', 'coactivation_horizon_minutes',
+                                                           'coactivation_top_salient']) }},
+             count(*), bit_xor(hash(memory_id, created_at, salience_rank)))::varchar as context_fingerprint
     from salience_ranked
     group by episode_id
+    having count(*) > 1
 ),
 
 {% if is_incremental() %}

@@ -19,9 +19,12 @@ with features as (
 windows as (
     select
         window_start,
-        md5('wm_attention/v1;' || {{ params_fingerprint(['short_term_memory_duration', 'working_memory_capacity', 'attention_weights',
-                                   'attention_decay_seconds', 'unattended_encoding_factor', 'novelty_lookback']) }}
-            || string_agg(memory_fingerprint, ',' order by memory_id)) as window_fingerprint
+        -- the parameters and the set of the members' fingerprints (order-free combination of 64-bit hashes, as
+        -- stm_coactivation_events does)
+        hash('wm_attention/v2;' || {{ params_fingerprint(['short_term_memory_duration', 'working_memory_capacity',
+                                                           'attention_weights', 'attention_decay_seconds',
+                                                           'unattended_encoding_factor', 'novelty_lookback']) }},
+             count(*), bit_xor(hash(memory_fingerprint)))::varchar as window_fingerprint
     from features
     group by window_start
 ),
