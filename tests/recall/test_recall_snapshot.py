@@ -180,6 +180,75 @@ TRICKY = [
 ]
 
 
+def _index_contents(path) -> dict:
+    """The lexical index of a version by term and row (termids and docids are internal numbering)."""
+    con = duckdb.connect(str(path / "snapshot.duckdb"), read_only=True)
+    index = "fts_main_memories"
+    contents = {
+        "postings": sorted(con.execute(f"""select dict.term, docs.name, count(*) from {index}.terms as t
+            join {index}.dict as dict using (termid) join {index}.docs as docs using (docid)
+            group by all""").fetchall()),
+        "dict": sorted(con.execute(f"select term, df from {index}.dict").fetchall()),
+        "docs": sorted(con.execute(f"select name, len from {index}.docs").fetchall()),
+        "stats": con.execute(f"select num_docs, round(avgdl, 12) from {index}.stats").fetchall(),
+        "memories": con.execute("select * from memories order by row_id").fetchall(),
+    }
+    con.close()
+    with np.load(path / "lexical.npz") as arrays:
+        ids = np.load(path / "ids.npy")
+        terms = {termid: term for term, termid in duckdb.connect(str(path / "snapshot.duckdb"), read_only=True)
+                 .execute("select term, termid from fts_main_memories.dict").fetchall()}
+        indptr, rows, tf = arrays["term_indptr"], arrays["rows"], arrays["tf"]
+        contents["csr"] = sorted((terms[termid], str(ids[rows[j]]), float(tf[j]))
+                                 for termid in terms for j in range(indptr[termid], indptr[termid + 1]))
+        contents["doc_len"] = arrays["doc_len"].tolist()
+    return contents
+
+
+def test_an_updated_lexical_index_equals_a_whole_build(recall_store):
+    """The next version updates the published index with what changed (documents of removed and edited
+    memories out, new and edited ones in, rows renumbered after a back-dated memory) instead of indexing every
+    text again; the result is the index a whole build gives, and scores as DuckDB's match_bm25 does."""
+    import shutil
+
+    from codex_dreams.store import open_store
+
+    with open_store(recall_store) as con:
+        con.execute("update raw.memories set deleted_at = now() where id = ?", [CORPUS[0].id])
+        con.execute("update raw.memories set content = 'The ferry to Hydra leaves from Piraeus at dawn, "
+                    "tickets bought' where id = ?", [CORPUS[1].id])
+        con.execute("insert into raw.memories (id, content, created_at, updated_at, source) values "
+                    "('early', 'Zyxw: a word no other memory has, and the ferry again', '2000-01-01', "
+                    "'2000-01-01', 'test'), ('late', 'Tomato plants on the balcony need water', '2099-01-01', "
+                    "'2099-01-01', 'test')")
+    updated = publish(recall_store)
+    assert updated.manifest["lexical"]["updates"] == 1
+    updated_index = _index_contents(updated.path)
+    from codex_dreams.retrieval.engine import Recaller
+
+    engine = Recaller(recall_store)
+    snap = engine.snapshot()
+    cursor = snap.cursor()
+    for query in ("ferry tickets to Hydra", "zyxw", "tomato balcony", "Kovacsevic"):
+        ours, _ = snap.lexical.search(cursor, query)
+        theirs = dict(cursor.execute("select row_id, fts_main_memories.match_bm25(row_id, ?) from memories",
+                                     [query]).fetchall())
+        np.testing.assert_allclose(ours, [theirs[row] or 0.0 for row in range(snap.n)], rtol=1e-9, atol=1e-12)
+    engine.close()
+
+    shutil.rmtree(recall_dir(recall_store))
+    whole = publish(recall_store)
+    assert whole.manifest["lexical"]["updates"] == 0
+    assert updated_index == _index_contents(whole.path)
+
+    # after MAX_INDEX_UPDATES updates in a row the index is built whole once (freed blocks leave the file)
+    from codex_dreams.retrieval import snapshot
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshot, "MAX_INDEX_UPDATES", 2)
+        assert [publish(recall_store).manifest["lexical"]["updates"] for _ in range(4)] == [1, 2, 0, 1]
+
+
 def test_the_query_tokenizer_is_the_fts_index_tokenizer(recall_store):
     path = current_snapshot_path(recall_store)
     from codex_dreams.store import load_extension
