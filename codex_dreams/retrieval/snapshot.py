@@ -368,16 +368,20 @@ def _start_database(path: Path, table, extension_dir: Path | None, previous: Pat
     row, no memories table) means a whole build."""
     from codex_dreams.store import connect, load_extension
 
-    updated = previous is not None and _copy_previous_database(previous, path)
+    copied = previous is not None and _copy_previous_database(previous, path)
     con = connect(path, extension_dir=extension_dir, wait_seconds=0)
     try:
         load_extension(con, "fts")
         con.register("snapshot_table", table)
-        if updated:
-            updated = _update_index(con, table.num_rows)
+        updated = copied and _update_index(con, table.num_rows)
+        if copied and not updated:  # a whole build starts from an empty file, not from the copy's free blocks
+            con.close()
+            path.unlink()
+            con = connect(path, extension_dir=extension_dir, wait_seconds=0)
+            load_extension(con, "fts")
+            con.register("snapshot_table", table)
         if not updated:
-            con.execute("drop schema if exists fts_main_memories cascade")
-            con.execute("create or replace table memories as select * from snapshot_table order by row_id")
+            con.execute("create table memories as select * from snapshot_table order by row_id")
             con.execute(_fts_pragma(FTS_TABLE))
         con.unregister("snapshot_table")
         n = table.num_rows
@@ -413,6 +417,8 @@ def _start_database(path: Path, table, extension_dir: Path | None, previous: Pat
 
 # An index updated this many times in a row is built whole once (deleted rows leave free blocks in the file).
 MAX_INDEX_UPDATES = 50
+# More changed documents than this and a fifth of the memories: a whole build is as cheap as the update.
+WHOLE_BUILD_CHANGES = 100
 
 
 def _previous_updates(previous: Path | None) -> int:
@@ -457,7 +463,7 @@ def _update_index(con, n: int) -> bool:
     """)
     removed = con.execute("select count(*) from index_moves where new_row is null").fetchone()[0]
     added = con.execute("select count(*) from index_added").fetchone()[0]
-    if removed + added > max(100, n // 5):
+    if removed + added > max(WHOLE_BUILD_CHANGES, n // 5):
         return False
     # A private copy in the version's temporary directory: a failure discards it with the directory, so the
     # statements need no transaction of their own. The extension indexes the new documents first.

@@ -239,7 +239,8 @@ def test_an_updated_lexical_index_equals_a_whole_build(recall_store):
     shutil.rmtree(recall_dir(recall_store))
     whole = publish(recall_store)
     assert whole.manifest["lexical"]["updates"] == 0
-    assert updated_index == _index_contents(whole.path)
+    whole_index = _index_contents(whole.path)
+    assert updated_index == whole_index
 
     # after MAX_INDEX_UPDATES updates in a row the index is built whole once (freed blocks leave the file)
     from codex_dreams.retrieval import snapshot
@@ -247,6 +248,18 @@ def test_an_updated_lexical_index_equals_a_whole_build(recall_store):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(snapshot, "MAX_INDEX_UPDATES", 2)
         assert [publish(recall_store).manifest["lexical"]["updates"] for _ in range(4)] == [1, 2, 0, 1]
+    # ... and so is an index where too much changed, from an empty file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshot, "WHOLE_BUILD_CHANGES", 0)
+        with open_store(recall_store) as con:
+            con.execute("update raw.memories set content = content || ' again' where id in (?, ?, ?, ?)",
+                        [m.id for m in CORPUS[3:7]])  # 8 changed documents, more than a fifth
+        rebuilt = publish(recall_store)
+        assert rebuilt.manifest["lexical"]["updates"] == 0
+    with open_store(recall_store) as con:
+        con.execute("update raw.memories set content = replace(content, ' again', '') where id in (?, ?, ?, ?)",
+                    [m.id for m in CORPUS[3:7]])
+    assert _index_contents(publish(recall_store).path) == whole_index
 
 
 def test_the_query_tokenizer_is_the_fts_index_tokenizer(recall_store):
