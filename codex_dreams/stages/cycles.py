@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from codex_dreams.enrichment.embeddings import stored_unit_rows
+
 CYCLE_TYPES = ("hippocampal", "deep_sleep", "rem_sleep", "homeostasis")
 CONSOLIDATING_CYCLES = ("hippocampal", "deep_sleep")  # the cycles that replay, forget and transfer
 CYCLE_KEY_TAG = "codex/cycle_key"  # '<cycle_type>:<bucket>', set by the schedules (or by hand)
@@ -516,7 +518,8 @@ class _EmbeddingCache:
 
     def lookup(self, con: duckdb.DuckDBPyConnection, enrichment_model: str
                ) -> tuple[dict[str, tuple[int, int]], dict[int, np.ndarray]]:
-        """(memory id -> (dimension, row), dimension -> matrix of unit rows) for every memory with a vector."""
+        """(memory id -> (dimension, row), dimension -> matrix of unit rows) for every memory with a vector.
+        Both are the cache's own: read them, do not keep them across calls."""
         # an in-memory database has no path that tells one from another: nothing is kept for it
         database = con.execute(
             "select path from duckdb_databases() where database_name = current_database()").fetchone()[0]
@@ -536,9 +539,10 @@ class _EmbeddingCache:
             if database is None or self._source != (database, enrichment_model):
                 self._clear((database, enrichment_model))
             changed = [i for i, memory_id in enumerate(ids) if self._versions.get(memory_id) != versions[memory_id]]
-            for memory_id in self._versions.keys() - versions.keys():
-                del self._row_of[memory_id]
-            self._versions = versions
+            # gone or changed: forgotten first, so a failed fetch below leaves them to be fetched next time
+            for memory_id in (self._versions.keys() - versions.keys()) | {ids[i] for i in changed}:
+                self._versions.pop(memory_id, None)
+                self._row_of.pop(memory_id, None)
             if changed:
                 wanted = chosen.select(["memory_id", "model"]).take(pa.array(changed))
                 con.register("_c_embedding_rows", wanted)
@@ -549,28 +553,25 @@ class _EmbeddingCache:
                     """).to_arrow_table()
                 finally:
                     con.unregister("_c_embedding_rows")
-                self._append(fetched.column("memory_id").to_pylist(), fetched.column("embedding").combine_chunks())
+                fetched_ids = fetched.column("memory_id").to_pylist()
+                self._append(fetched_ids, fetched.column("embedding").combine_chunks())
+                self._versions.update((memory_id, versions[memory_id]) for memory_id in fetched_ids)
             return self._row_of, self._matrices
 
     def _append(self, ids: list[str], vectors: pa.ListArray) -> None:
         lengths = pc.fill_null(pc.list_value_length(vectors), 0).to_numpy(zero_copy_only=False)
-        for dim in (int(d) for d in np.unique(lengths)):
+        for dim in (int(d) for d in np.unique(lengths) if d > 0):  # an empty vector compares with nothing
             keep = lengths == dim
-            flat = pc.list_flatten(vectors.filter(pa.array(keep))).to_numpy(zero_copy_only=False)
-            rows = flat.astype(np.float32).reshape(-1, dim)
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
-            rows = rows / np.where(norms == 0, 1, norms)  # unit length; a zero vector stays zero
+            rows = stored_unit_rows(vectors.filter(pa.array(keep)))
             old = self._matrices.get(dim, np.zeros((0, dim), dtype=np.float32))
             live = sorted(row for d, row in self._row_of.values() if d == dim)
             if len(live) < len(old) // 2:  # mostly stale rows: keep the live ones only
                 remap = {row: i for i, row in enumerate(live)}
                 old = old[live]
                 self._row_of = {m: (d, remap[r]) if d == dim else (d, r) for m, (d, r) in self._row_of.items()}
-            self._matrices[dim] = np.concatenate([old, rows])
+            self._matrices[dim] = np.concatenate([old, rows.reshape(-1, dim)])
             added = [memory_id for memory_id, kept in zip(ids, keep) if kept]
             self._row_of.update((memory_id, (dim, len(old) + row)) for row, memory_id in enumerate(added))
-        for memory_id in set(self._row_of) - self._versions.keys():  # fetched but no longer chosen
-            del self._row_of[memory_id]
 
 
 _EMBEDDINGS = _EmbeddingCache()

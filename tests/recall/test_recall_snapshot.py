@@ -260,6 +260,12 @@ def test_an_updated_lexical_index_equals_a_whole_build(recall_store):
         con.execute("update raw.memories set content = replace(content, ' again', '') where id in (?, ?, ?, ?)",
                     [m.id for m in CORPUS[3:7]])
     assert _index_contents(publish(recall_store).path) == whole_index
+    # ... and so is an index the update cannot read (the fts extension's tables changed under it)
+    broken = duckdb.connect(str(current_snapshot_path(recall_store) / "snapshot.duckdb"))
+    broken.execute("drop table fts_main_memories.dict")
+    broken.close()
+    rebuilt = publish(recall_store)
+    assert rebuilt.manifest["lexical"]["updates"] == 0 and _index_contents(rebuilt.path) == whole_index
 
 
 def test_the_query_tokenizer_is_the_fts_index_tokenizer(recall_store):

@@ -286,8 +286,8 @@ def test_deep_sleep_links_near_duplicates_semantically():
 
 def test_embeddings_kept_between_cycles_follow_every_change_of_the_enrichment(tmp_path):
     """The vectors deep sleep, REM and the LTM clusters share within a process are re-read where a row changed:
-    a re-enriched memory, a new one, a removed enrichment, another preferred model; a second store is not mixed
-    in. Each result equals what a fresh read of the same store gives."""
+    a re-enriched memory, a new one, a removed enrichment, another preferred model, many replacements (the kept
+    matrix is compacted); a second store is not mixed in. Each read gives the stored vectors, at unit length."""
     con = new_store(str(tmp_path / "store.duckdb"))
     add(con, [Mem("a", "E1", minutes(0), embedding=unit(0)), Mem("b", "E1", minutes(1), embedding=unit(1)),
               Mem("c", "E2", minutes(2), embedding=unit(2))])
@@ -295,37 +295,33 @@ def test_embeddings_kept_between_cycles_follow_every_change_of_the_enrichment(tm
 
     def vectors(connection=con, model=None):
         ids, _, matrix = cycles.memory_embeddings(connection, model, everyone)
-        return {memory_id: [round(float(x), 6) for x in row] for memory_id, row in zip(ids, matrix)}
+        return {memory_id: pytest.approx([float(x) for x in row], abs=1e-6) for memory_id, row in zip(ids, matrix)}
 
-    def fresh(connection=con, model=None):
-        cache, cycles._EMBEDDINGS = cycles._EMBEDDINGS, cycles._EmbeddingCache()
-        try:
-            return vectors(connection, model)
-        finally:
-            cycles._EMBEDDINGS = cache
-
-    assert vectors() == fresh() == {"a": unit(0), "b": unit(1), "c": unit(2)}
-    # re-enriched (new content, later enriched_at), a new memory, b's enrichment gone
+    assert vectors() == {"a": unit(0), "b": unit(1), "c": unit(2)}
+    # re-enriched (new content, later enriched_at), a new memory (stored at length 2), b's enrichment gone
     con.execute("""update enriched.memory_enrichment set embedding = ?, content_hash = 'h2',
                    enriched_at = enriched_at + interval 1 minute where memory_id = 'a'""", [unit(0, 3, 0.6)])
     add(con, [Mem("d", "E2", minutes(3), embedding=[0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0])])
     con.execute("delete from enriched.memory_enrichment where memory_id = 'b'")
-    assert vectors() == fresh() == {"a": pytest.approx(unit(0, 3, 0.6)), "c": unit(2), "d": unit(3)}
-    # another model's row for c, preferred when named
+    expected = {"a": unit(0, 3, 0.6), "c": unit(2), "d": unit(3)}
+    assert vectors() == expected
+    # another model's row for c, preferred when named (the latest row otherwise)
     con.execute("""insert into enriched.memory_enrichment (memory_id, content_hash, provider, model, embedding,
-                   embedding_dim) values ('c', 'h', 'test', 'other', ?, 8)""", [unit(5)])
-    assert vectors(model="other")["c"] == unit(5) == fresh(model="other")["c"]
-    assert vectors()["c"] == fresh()["c"]
-    # many re-enrichments: replaced vectors pile up in the kept matrix until it is compacted
+                   embedding_dim, enriched_at) values ('c', 'h', 'test', 'other', ?, 8, '2000-01-01')""", [unit(5)])
+    assert vectors(model="other") == {**expected, "c": unit(5)}
+    assert vectors() == expected
+    # many replacements: old rows pile up in the kept matrix until it is compacted
     for turn in range(8):
+        memory_id, vector = "ad"[turn % 2], unit(turn % 8, (turn + 1) % 8, 0.8)
         con.execute("""update enriched.memory_enrichment set embedding = ?, enriched_at = enriched_at + interval 1 second
-                       where memory_id = ?""", [unit(turn % 8, (turn + 1) % 8, 0.8), "ad"[turn % 2]])
-        assert vectors() == fresh()
-    # a second store with the same ids is never served from the first one's vectors
+                       where memory_id = ?""", [vector, memory_id])
+        expected[memory_id] = vector
+        assert vectors() == expected
+    # a second store with the same ids is never served from the first one's vectors, nor the other way
     other = new_store(str(tmp_path / "other.duckdb"))
     add(other, [Mem("a", "E1", minutes(0), embedding=unit(7))])
     assert vectors(other) == {"a": unit(7)}
-    assert vectors() == fresh()
+    assert vectors() == expected
 
 
 # --- cycle keys --------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ stream as (
 ),
 
 {% if is_incremental() %}
-{#- a table from before lookback fingerprints (before project version 0.3.1) is recomputed once, whole #}
+{#- a table built before this model kept lookback fingerprints is recomputed once, whole #}
 {%- set stored_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list %}
 changed as (
     select s.*
