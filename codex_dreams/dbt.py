@@ -24,9 +24,8 @@ from dagster_dbt import (
 from dagster_duckdb import DuckDBResource
 
 from codex_dreams.params import DBT_PROJECT_DIR
+from codex_dreams.pools import DUCKDB_WRITER_POOL, STAGE_OWNERS
 
-DUCKDB_WRITER_POOL = "duckdb_writer"
-STAGE_OWNERS = ["team:codex-dreams"]
 
 
 def dbt_executable() -> str:

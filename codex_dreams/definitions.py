@@ -7,6 +7,7 @@ Each stage module exposes `assets` and `asset_checks`; `codex_dreams.jobs` the r
 import dagster as dg
 
 from codex_dreams import automation, jobs
+from codex_dreams.automation.watchdog import build_watchdog_sensor, worker_recording_in_process_executor
 from codex_dreams.dbt import build_dbt_assets
 from codex_dreams.enrichment.asset import memory_enrichment
 from codex_dreams.retrieval.asset import assets as recall_assets
@@ -34,11 +35,12 @@ def build_definitions() -> dg.Definitions:
         asset_checks=checks,
         jobs=jobs.jobs,
         schedules=schedules,
-        sensors=sensors,
+        sensors=[*sensors, build_watchdog_sensor()],
         resources=build_resources(),
         # One process per run, steps in order: every step writes the one DuckDB file (pool of limit 1), so
-        # a process per step would only add its start-up (seconds of imports) to every rhythm.
-        executor=dg.in_process_executor,
+        # a process per step would only add its start-up (seconds of imports) to every rhythm. The run records
+        # its worker process, so the watchdog can free the pool slot of a run that was killed.
+        executor=worker_recording_in_process_executor,
     )
 
 

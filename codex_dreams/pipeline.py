@@ -57,10 +57,15 @@ def table_counts(settings: Settings) -> list[dict]:
 
 
 def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | None = None,
-            run_config: dict | None = None, tags: dict | None = None):
-    """Execute a job of the code location in this process, recorded in the DAGSTER_HOME instance."""
+            run_config: dict | None = None, tags: dict | None = None,
+            wait_seconds: float | None = None, on_wait: Callable[[str], None] | None = None):
+    """Execute a job of the code location in this process, recorded in the DAGSTER_HOME instance.
+
+    First the run watchdog cleans up runs whose process died, and the call waits (telling `on_wait` for whom)
+    while another run holds the store's pool slot, at most `wait_seconds` (then `PoolWaitTimeout`)."""
     import dagster as dg
 
+    from codex_dreams.automation.watchdog import DEFAULT_POOL_WAIT_SECONDS, wait_for_pool, worker_tags
     from codex_dreams.instance import ensure_instance
 
     ensure_instance(settings)
@@ -81,7 +86,10 @@ def run_job(job_name: str, settings: Settings, *, log: Callable[[str], None] | N
     with dg.DagsterInstance.get() as instance, \
             (settings.logs_dir / "runs.log").open("a", encoding="utf-8") as run_log, \
             contextlib.redirect_stdout(run_log):
-        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
+        wait_for_pool(instance, on_wait=on_wait or log,
+                      timeout_seconds=DEFAULT_POOL_WAIT_SECONDS if wait_seconds is None else wait_seconds)
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
+                                      tags={**worker_tags(), **(tags or {})})
 
 
 def run_full_cycle(settings: Settings, *, log: Callable[[str], None] | None = None) -> dict:

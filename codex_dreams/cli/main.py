@@ -315,17 +315,35 @@ def insights(
 
 
 
+def _progress_printer(status, as_json: bool):
+    """Progress goes to the spinner; waits and clean-ups (lines that must not vanish) also to stderr once each."""
+    said: set[str] = set()
+
+    def show(text: str) -> None:
+        if not as_json:
+            status.update(text)
+        lasting = text.startswith("Cleaned up") or "waits" in text or "waiting" in text or "Waiting" in text
+        if lasting and text not in said:
+            said.add(text)
+            err_console.print(text, highlight=False)
+
+    return show
+
+
 @app.command()
 @handle_errors
 def consolidate(
     cycle: str = typer.Option("all", "--type", help="working, short_term, hippocampal, deep_sleep, rem_sleep, "
                                                     "homeostasis or all."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    wait: float = typer.Option(900.0, "--wait", min=0, help="Seconds to wait while another run holds the memory "
+                                                          "store before giving up (exit 1)."),
 ):
     """Run a rhythm's job now, recorded in the Dagster instance (it appears in the UI).
 
     When `codex daemon` is running, the run is queued there (so it never overlaps another run on the store);
-    otherwise it runs in this process.
+    otherwise it runs in this process. A run whose process was killed is first marked failed and its hold on
+    the store released; while another live run holds the store, this says which one and waits (see --wait).
     """
     from codex_dreams.commands.consolidate import JOBS_BY_CYCLE, run_consolidation
 
@@ -334,8 +352,8 @@ def consolidate(
     settings = get_settings()
     job_name = JOBS_BY_CYCLE[cycle]
     with console.status(f"Running {job_name} ...", spinner="dots") as status:
-        summary = run_consolidation(settings, job_name,
-                                    on_progress=None if as_json else lambda text: status.update(text))
+        summary = run_consolidation(settings, job_name, wait_seconds=wait,
+                                    on_progress=_progress_printer(status, as_json))
     if as_json:
         _print_json(summary)
     else:

@@ -134,9 +134,44 @@ def _rhythm_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+# A run that holds the store longer than this is reported (the longest healthy cycle takes minutes).
+LONG_RUN_WARNING_SECONDS = 2 * 3600
+
+
+def _run_checks(settings: Settings) -> list[Check]:
+    """Runs whose process died (they freeze every later run until cleaned up) and runs holding the store for
+    unusually long. Read only: `codex consolidate` and the daemon's watchdog do the clean-up."""
+    import time
+
+    import dagster as dg
+
+    from codex_dreams.automation.watchdog import find_dead_runs
+    from codex_dreams.instance import ensure_instance
+
+    ensure_instance(settings)
+    checks = []
+    with dg.DagsterInstance.get() as instance:
+        for dead in find_dead_runs(instance):
+            checks.append(Check(f"run.{dead.run_id[:8]}", CRITICAL,
+                                f"{dead.sentence()}; it blocks every later run. Fix: `codex consolidate --type "
+                                "working` marks it failed and frees the store (the daemon's run_watchdog_sensor "
+                                "does it within a minute)"))
+        now = time.time()
+        for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            run = record.dagster_run
+            if run.run_id[:8] in {c.name.removeprefix("run.") for c in checks}:
+                continue
+            if record.start_time and now - record.start_time > LONG_RUN_WARNING_SECONDS:
+                minutes = (now - record.start_time) / 60
+                checks.append(Check(f"run.{run.run_id[:8]}", WARNING,
+                                    f"run {run.run_id[:8]} of {run.job_name} has been running for {minutes:.0f} min "
+                                    "and holds the store; if it is stuck, terminate it in the Dagster UI (Runs)"))
+    return checks
+
+
 def run_health(settings: Settings, verbose: bool = False) -> dict:
     checks = [*_store_checks(settings), *_source_check(settings), *_llm_check(settings),
-              *_rhythm_checks(settings)]
+              *_rhythm_checks(settings), *_run_checks(settings)]
     if any(c.status == CRITICAL for c in checks):
         overall = "unhealthy"
     elif any(c.status == WARNING for c in checks):

@@ -14,7 +14,7 @@ import time.
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
+from codex_dreams.pools import DUCKDB_WRITER_POOL, STAGE_OWNERS
 
 GROUP = "long_term_memory"
 ACCESS_LOG = dg.AssetKey([GROUP, "access_log"])

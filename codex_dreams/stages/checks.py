@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from codex_dreams.dbt import DUCKDB_WRITER_POOL
+from codex_dreams.pools import DUCKDB_WRITER_POOL
 
 
 @dataclass(frozen=True)

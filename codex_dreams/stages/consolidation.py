@@ -20,7 +20,7 @@ import dagster as dg
 import duckdb as duckdb_module
 from dagster_duckdb import DuckDBResource
 
-from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
+from codex_dreams.pools import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
 from codex_dreams.stages import cycles, reporting
 from codex_dreams.stages.checks import StoreCheck, stage_checks

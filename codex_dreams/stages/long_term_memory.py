@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
-from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
+from codex_dreams.pools import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
 from codex_dreams.stages import cycles, reporting
 from codex_dreams.stages.checks import StoreCheck, stage_checks

@@ -10,7 +10,7 @@ from contextlib import closing
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
+from codex_dreams.pools import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.settings import get_settings
 from codex_dreams.sources import inbox
 from codex_dreams.sources.postgres import SourceUnavailable, sync_postgres

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from codex_dreams.dbt import DUCKDB_WRITER_POOL, STAGE_OWNERS
+from codex_dreams.pools import DUCKDB_WRITER_POOL, STAGE_OWNERS
 from codex_dreams.params import biological_params
 from codex_dreams.stages.checks import StoreCheck, stage_checks
 from codex_dreams.stages.working_memory import _markdown_table

@@ -31,7 +31,8 @@ def _runs(instance_home: Path):
 
     with dg.DagsterInstance.from_config(str(instance_home)) as instance:
         return [(r.dagster_run.job_name, r.dagster_run.status.value, r.dagster_run.tags.get("codex/rhythm"),
-                 r.create_timestamp.timestamp()) for r in instance.get_run_records()]
+                 r.create_timestamp.timestamp(), r.dagster_run.tags.get("codex/worker_pid"))
+                for r in instance.get_run_records()]
 
 
 def _processes_of(pids) -> list[int]:
@@ -120,6 +121,8 @@ def test_daemon_runs_the_rhythms_and_stops_cleanly(tmp_path, monkeypatch):
         assert len([r for r in runs if r[2] == "working_memory_sensor"]) >= 2, runs
         assert any(r[0] == "full_cycle_job" for r in runs)
         assert all(r[1] == "SUCCESS" for r in runs), runs
+        # every run, launched by the daemon or by the CLI, recorded its worker process (for the run watchdog)
+        assert all(r[4] for r in runs), runs
         logs = _codex("daemon", "logs", "--lines", "2000", env=env)
         assert "Could not set lock" not in logs.stdout
     finally:
