@@ -344,9 +344,14 @@ def dbt_vars() -> dict[str, str]:
     """dbt vars of a run: the active enrichment model key (the models prefer its enrichment rows) and the
     project's fingerprint."""
     from codex_dreams.enrichment.cache import active_model_key
+    from codex_dreams.params import env_overrides
     from codex_dreams.settings import get_settings
 
-    return {"enrichment_model": active_model_key(get_settings()), "project_fingerprint": project_fingerprint()}
+    overrides = env_overrides()  # CODEX_PARAMS: the SQL models see the same parameters as the Python cycles
+    fingerprint = project_fingerprint()
+    if overrides:  # views embed the vars in their SQL: other parameters, another view fingerprint
+        fingerprint += ":" + hashlib.md5(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:12]
+    return {**overrides, "enrichment_model": active_model_key(get_settings()), "project_fingerprint": fingerprint}
 
 
 def view_fingerprint(database: str, schema: str, name: str, variables: Mapping[str, str]) -> str:

@@ -64,3 +64,33 @@ def test_describe_redacts_secrets(codex_home, monkeypatch):
 def test_redact_url_keeps_urls_without_password():
     assert redact_url("postgresql://codex@localhost/codex_db") == "postgresql://codex@localhost/codex_db"
     assert redact_url("postgresql://u:p%40ss@h:1/d") == "postgresql://u:***@h:1/d"
+
+
+def test_codex_params_overrides_reach_python_and_dbt_alike(monkeypatch, codex_home):
+    """CODEX_PARAMS overrides the dbt vars for the Python cycles and the dbt models (--vars) alike, and gives the
+    views another fingerprint (their SQL embeds the vars)."""
+    from codex_dreams.dbt import dbt_vars
+    from codex_dreams.params import biological_params
+
+    plain = dbt_vars()
+    monkeypatch.setenv("CODEX_PARAMS", '{"gradual_forgetting_rate": 1.0, "working_memory_capacity": 3}')
+    assert biological_params()["gradual_forgetting_rate"] == 1.0
+    assert biological_params({"working_memory_capacity": 5})["working_memory_capacity"] == 5  # explicit wins
+    overridden = dbt_vars()
+    assert overridden["gradual_forgetting_rate"] == 1.0 and overridden["working_memory_capacity"] == 3
+    assert overridden["project_fingerprint"] != plain["project_fingerprint"]
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"no_such_param": 1}', "no_such_param"),
+])
+def test_a_bad_codex_params_is_one_clear_sentence(monkeypatch, value, fragment):
+    from codex_dreams.params import biological_params
+    from codex_dreams.settings import SettingsError
+
+    monkeypatch.setenv("CODEX_PARAMS", value)
+    with pytest.raises(SettingsError, match="CODEX_PARAMS") as raised:
+        biological_params()
+    assert fragment in str(raised.value)

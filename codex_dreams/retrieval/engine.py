@@ -38,6 +38,7 @@ from codex_dreams.retrieval.config import DEFAULT_SHAPE, SIGNALS, RecallWeights,
 from codex_dreams.retrieval.graph import ActivationPath, AssociationGraph, load_graph
 from codex_dreams.retrieval.snapshot import (
     DATABASE_FILE,
+    EPISODE_FILE,
     MANIFEST_FILE,
     SnapshotUnavailable,
     StringColumn,
@@ -141,6 +142,9 @@ class Snapshot:
         self.strength = np.load(path / "strength.npy")
         self.embedded = np.load(path / "embedded.npy")
         self.created_at = np.load(path / "created_at.npy", mmap_mode="r")
+        episode_path = path / EPISODE_FILE
+        # a version written before episode context: no memory has an episode (context is then 0)
+        self.episode = np.load(episode_path) if episode_path.exists() else np.full(self.n, -1, dtype=np.int32)
         self.content = StringColumn(path / "content")
         self.metadata = StringColumn(path / "metadata")
         with np.load(path / "lexical.npz") as arrays:
@@ -163,6 +167,37 @@ class Snapshot:
 
     def cursor(self):
         return self._con.cursor()
+
+    def _same_episode(self, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Whether each `other` row exists and shares its episode with the `rows` row beside it."""
+        inside = (other >= 0) & (other < self.n)
+        same = np.zeros(len(rows), dtype=bool)
+        same[inside] = (self.episode[other[inside]] == self.episode[rows[inside]]) & (self.episode[rows[inside]] >= 0)
+        return same
+
+    def episode_neighbours(self, rows: np.ndarray, window: int) -> np.ndarray:
+        """Rows up to `window` memories before or after each of `rows` in event time, in the same episode."""
+        rows = np.asarray(rows, dtype=np.int64)
+        found = [np.zeros(0, dtype=np.int64)]
+        for offset in range(1, window + 1):
+            for other in (rows - offset, rows + offset):
+                found.append(other[self._same_episode(rows, other)])
+        return np.unique(np.concatenate(found))
+
+    def episode_context(self, rows: np.ndarray, base: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """For sorted candidate `rows` with scores `base`: the best score among each row's episode neighbours
+        (within `window`, themselves candidates), and the row it came from (-1: none)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        context = np.zeros(len(rows))
+        source = np.full(len(rows), -1, dtype=np.int64)
+        for offset in range(1, window + 1):
+            for other in (rows - offset, rows + offset):
+                at = np.minimum(np.searchsorted(rows, other), max(len(rows) - 1, 0))
+                found = self._same_episode(rows, other) & (rows[at] == other)
+                better = found & (base[at] > context)
+                context[better] = base[at[better]]
+                source[better] = other[better]
+        return context, source
 
     def memory_id(self, row: int) -> str:
         return str(self.ids[row])
@@ -257,7 +292,8 @@ class Recaller:
         """Unit query vectors [len(texts), d], or None when dense recall is off for this snapshot."""
         if snap.dim == 0 or snap.n == 0:
             if snap.n:
-                warnings.append("no memory has an embedding yet; dense recall is off until enrichment runs")
+                warnings.append("no memory has an embedding yet, so dense recall is off; if enrichment has run, its "
+                                "embedding model failed (see `codex health` and the memory_enrichment run's log)")
             return None
         model = self._active_embedding_model()
         if model is None or model != snap.embedding_model:
@@ -380,13 +416,37 @@ class Recaller:
                                                       fan_out=shape.fan_out, frontier=shape.frontier)
                 if activation:
                     candidates = np.union1d(candidates, np.fromiter(activation, dtype=np.int64))
-        associative = np.array([min(1.0, activation.get(int(r), 0.0)) for r in candidates], dtype=np.float64)
-        values = {"dense": dense_of(candidates), "lexical": lexical_of(candidates), "associative": associative,
-                  "strength": strength_all[candidates].astype(np.float64)}
+        def base_values(rows: np.ndarray) -> dict[str, np.ndarray]:
+            return {"dense": dense_of(rows), "lexical": lexical_of(rows),
+                    "associative": np.array([min(1.0, activation.get(int(r), 0.0)) for r in rows], dtype=np.float64),
+                    "strength": strength_all[rows].astype(np.float64)}
+
+        base_total = w.total - w.context
+
+        def base_mean(values: dict[str, np.ndarray]) -> np.ndarray:
+            # the score without episode context, in [0, 1]: what a memory brings its episode neighbours
+            if base_total <= 0:
+                return np.zeros(len(values["dense"]))
+            return sum(getattr(w, name) * values[name] for name in values) / base_total
+
+        if w.context > 0 and len(candidates):
+            # Episode context: the neighbours of the best hits in their episode join the candidates, so a memory
+            # next to a strong match is found even when it shares no word with the query.
+            base = base_mean(base_values(candidates))
+            seeds = candidates[np.lexsort((candidates, -base))[:shape.context_seeds]]
+            seeds = seeds[base[np.searchsorted(candidates, seeds)] > 0]
+            candidates = np.union1d(candidates, snap.episode_neighbours(seeds, shape.context_window))
+        values = base_values(candidates)
+        base = base_mean(values)
+        if w.context > 0:
+            context, context_from = snap.episode_context(candidates, base, shape.context_window)
+        else:
+            context, context_from = np.zeros(len(candidates)), np.full(len(candidates), -1, dtype=np.int64)
+        values["context"] = context
 
         total = w.total
         parts = {name: getattr(w, name) * values[name] / total for name in SIGNALS}
-        score = parts["dense"] + parts["lexical"] + parts["associative"] + parts["strength"]
+        score = sum(parts[name] for name in SIGNALS)
         order = np.lexsort((candidates, -values["dense"], -score))[:k]
 
         dense_rank = {int(r): i + 1 for i, r in enumerate(dense_rows)}
@@ -399,15 +459,16 @@ class Recaller:
             memory_id, content, created_at, metadata = rows[row]
             signals = {name: float(values[name][i]) for name in SIGNALS}
             contributions = {name: float(parts[name][i]) for name in SIGNALS}
+            neighbour = int(context_from[i])
             explanation = self._explain(snap, row, signals, contributions, dense, lexical, dense_rank,
-                                        lexical_rank, paths.get(row, []))
+                                        lexical_rank, paths.get(row, []), neighbour if neighbour >= 0 else None)
             results.append(RecalledMemory(rank=rank, memory_id=memory_id, content=content, created_at=created_at,
                                           metadata=metadata, score=float(score[i]), signals=signals,
                                           explanation=explanation))
         return results
 
     def _explain(self, snap, row, signals, contributions, dense, lexical, dense_rank, lexical_rank,
-                 paths: list[ActivationPath]) -> dict:
+                 paths: list[ActivationPath], neighbour: int | None = None) -> dict:
         brought_by = []
         if row in dense_rank:
             brought_by.append("dense")
@@ -415,6 +476,8 @@ class Recaller:
             brought_by.append("lexical")
         if paths:
             brought_by.append("associative")
+        if neighbour is not None and signals["context"] > 0:
+            brought_by.append("context")
         links = [
             {
                 "seed": snap.memory_id(path.seed),
@@ -433,6 +496,8 @@ class Recaller:
         for link in links[:1]:
             hops = " -> ".join(f"{step['link_type']} {step['strength']:.2f}" for step in link["path"])
             parts.append(f"associative via {link['seed']} ({hops})")
+        if "context" in brought_by:
+            parts.append(f"episode context: next to {snap.memory_id(neighbour)} ({signals['context']:.2f})")
         if signals["strength"] > 0:
             parts.append(f"strength {signals['strength']:.2f}")
         return {
@@ -443,6 +508,8 @@ class Recaller:
             "lexical": ({"rank": lexical_rank[row], "bm25": round(float(lexical[row]), 6)}
                         if row in lexical_rank else None),
             "links": links,
+            "context": ({"from": snap.memory_id(neighbour), "score": round(signals["context"], 6)}
+                        if "context" in brought_by else None),
             "summary": "; ".join(parts),
         }
 

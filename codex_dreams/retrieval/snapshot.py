@@ -120,15 +120,28 @@ def _read_memories(con):
 
     if not _columns(con, "raw", "memories"):
         return pa.table({"id": pa.array([], pa.string()), "content": pa.array([], pa.string()),
-                         "created_at": pa.array([], pa.timestamp("us")), "metadata": pa.array([], pa.string())})
+                         "created_at": pa.array([], pa.timestamp("us")), "metadata": pa.array([], pa.string()),
+                         "search_text": pa.array([], pa.string())})
     return con.execute(
-        """
-        select id, content, created_at, coalesce(metadata::varchar, '{}') as metadata
+        f"""
+        select id, content, created_at, coalesce(metadata::varchar, '{{}}') as metadata,
+               {SEARCH_TEXT_SQL} as search_text
         from raw.memories
         where deleted_at is null
         order by created_at, id
         """
     ).fetch_arrow_table()
+
+
+# What the lexical index reads: the text plus who said or wrote it (questions name people: "What did Caroline
+# say about ...?"), from the metadata fields `speaker`, `author` and `people` (a name or a list of names).
+SEARCH_TEXT_SQL = """concat_ws(' ', content,
+    json_extract_string(metadata, '$.speaker'), json_extract_string(metadata, '$.author'),
+    case json_type(metadata, '$.people')
+         when 'ARRAY' then array_to_string(json_extract_string(metadata, '$.people[*]'), ' ')
+         when 'VARCHAR' then json_extract_string(metadata, '$.people') end)"""
+LEXICAL_FIELD = "search_text"
+EPISODE_FILE = "episode.npy"  # int32 [n]: the row's episode number, -1 for none (see _read_episodes)
 
 
 def _embedding_source(settings) -> tuple[str | None, str | None]:
@@ -351,14 +364,14 @@ def _read_graph(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
 # ---- writing a version -----------------------------------------------------------------------------------
 
 def _fts_pragma(table: str) -> str:
-    return (f"pragma create_fts_index('{table}', 'row_id', 'content', stemmer='{FTS_STEMMER}', "
+    return (f"pragma create_fts_index('{table}', 'row_id', '{LEXICAL_FIELD}', stemmer='{FTS_STEMMER}', "
             f"stopwords='{FTS_STOPWORDS}', ignore='{FTS_IGNORE}', strip_accents=1, lower=1, overwrite=1)")
 
 
 def _lexical_config() -> dict:
     """What the index's postings depend on besides the texts: a previous index is reused only if it matches."""
-    return {"index": f"fts_main_{FTS_TABLE}", "stemmer": FTS_STEMMER, "stopwords": FTS_STOPWORDS,
-            "ignore": FTS_IGNORE}
+    return {"index": f"fts_main_{FTS_TABLE}", "field": LEXICAL_FIELD, "stemmer": FTS_STEMMER,
+            "stopwords": FTS_STOPWORDS, "ignore": FTS_IGNORE}
 
 
 def _start_database(path: Path, table, extension_dir: Path | None, previous: SnapshotInfo | None = None):
@@ -467,12 +480,13 @@ def _update_index(con, n: int) -> bool:
         con.execute("""
             create or replace temp table index_moves as
             select old.row_id as old_row, new.row_id as new_row
-            from memories as old left join snapshot_table as new on new.id = old.id and new.content = old.content
+            from memories as old left join snapshot_table as new
+                on new.id = old.id and new.search_text = old.search_text
         """)
         con.execute("""
             create or replace table index_added as
-            select row_id, content from snapshot_table as new
-            anti join memories as old on old.id = new.id and old.content = new.content
+            select row_id, search_text from snapshot_table as new
+            anti join memories as old on old.id = new.id and old.search_text = new.search_text
         """)
         removed = con.execute("select count(*) from index_moves where new_row is null").fetchone()[0]
         added = con.execute("select count(*) from index_added").fetchone()[0]
@@ -620,7 +634,8 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
     previous = _published(settings)  # the published version: unchanged parts are taken from it
     # the lexical index needs only the memories: it is built (DuckDB, outside the GIL) while the signals are read
     base = pa.table({"row_id": row_ids, "id": memories.column("id"), "content": memories.column("content"),
-                     "created_at": memories.column("created_at"), "metadata": memories.column("metadata")})
+                     "created_at": memories.column("created_at"), "metadata": memories.column("metadata"),
+                     "search_text": memories.column("search_text")})
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recall-fts") as pool:
         database = pool.submit(_start_database, tmp / DATABASE_FILE, base, settings.extension_dir, previous)
         try:
@@ -654,6 +669,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
     ids = np.array(memories.column("id").to_pylist(), dtype=str) if n else np.zeros(0, dtype="U1")
     np.save(tmp / "ids.npy", ids)
     np.save(tmp / "strength.npy", prior)
+    np.save(tmp / EPISODE_FILE, inputs.get("episode", np.full(n, -1, dtype=np.int32)))
     np.save(tmp / "created_at.npy", created.astype("datetime64[us]").astype(np.int64))
     write_strings(tmp / "content", memories.column("content"))
     write_strings(tmp / "metadata", memories.column("metadata"))
@@ -707,9 +723,26 @@ def _read_signals(con, settings, memories, row_ids, previous: SnapshotInfo | Non
         embeddings, dim, embedded, versions = _read_embeddings(con, n, model_key, embedding_model, previous)
         inputs, found = _read_strength_inputs(con, n)
         graph, graph_info = _read_graph(con, n)
+        inputs["episode"] = _read_episodes(con, n)
     finally:
         con.execute("drop table if exists temp.snapshot_rows")
     return model_key, embedding_model, embeddings, dim, embedded, versions, inputs, found, graph, graph_info
+
+
+def _read_episodes(con, n: int) -> np.ndarray:
+    """int32 [n]: each row's episode as a small integer (rows of one episode share it), -1 where the memory has
+    no episode yet (short-term memory has not seen it). Rows follow event time, so a memory's neighbours in its
+    episode are the rows next to it with the same number (recall's episode context)."""
+    episode = np.full(n, -1, dtype=np.int32)
+    if not _columns(con, "short_term_memory", "stm_memories"):
+        return episode
+    rows = con.execute("""
+        select r.row_id, dense_rank() over (order by s.episode_id) - 1 as episode
+        from snapshot_rows as r join short_term_memory.stm_memories as s on s.memory_id = r.id
+        where s.episode_id is not null
+    """).fetchnumpy()
+    episode[rows["row_id"].astype(np.int64)] = rows["episode"].astype(np.int32)
+    return episode
 
 
 def _publish(root: Path, version: str) -> None:

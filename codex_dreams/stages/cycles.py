@@ -434,14 +434,25 @@ def _hebbian(con: duckdb.DuckDBPyConnection, cycle: Cycle, eta, threshold, weak)
     return {"strengthened": strengthened, "refreshed": refreshed, "created": created}
 
 
-def _forget(con: duckdb.DuckDBPyConnection, cycle: Cycle, rate, cortical_rate) -> int:
-    """Links this cycle did not touch decay: w <- w * gradual_forgetting_rate, or w * cortical_forgetting_rate
-    when both memories are already in long-term memory (consolidated cortical traces fade slowly)."""
+def decayed_strength_sql(strength: str, updated_at: str, rate: str) -> str:
+    """Forgetting on event time (the one formula; DESIGN principle 6): a link last set at `updated_at` holds
+    w * rate^(dt / forgetting_period_hours) at the cycle's as_of, dt the event time in between (never
+    negative: a cycle older than the link's last update changes nothing). Hourly cycles, daily cycles and one
+    cycle after a bulk import therefore give the same strength: rate^(a/p) * rate^(b/p) = rate^((a+b)/p)."""
+    return (f"({strength} * pow({rate}, greatest(0.0, epoch($as_of) - epoch({updated_at})) / 3600.0 "
+            f"/ $period_hours))")
+
+
+def _forget(con: duckdb.DuckDBPyConnection, cycle: Cycle, rate, cortical_rate, period_hours) -> int:
+    """Links this cycle did not reactivate fade by the event time since their last update: rate
+    gradual_forgetting_rate per forgetting_period_hours, or cortical_forgetting_rate when both memories are
+    already in long-term memory (consolidated cortical traces fade slowly). Brought to as_of, so a second cycle
+    at the same event time forgets nothing more."""
     return _affected(con, f"""
         update {ASSOCIATIONS} as a
-        set strength = a.strength * f.rate,
+        set strength = {decayed_strength_sql("a.strength", "a.updated_at", "f.rate")},
             cycles_since_reactivation = a.cycles_since_reactivation + 1,
-            updated_at = $as_of, updated_cycle_key = $key
+            updated_at = greatest(a.updated_at, $as_of), updated_cycle_key = $key
         from (
             select l.memory_a, l.memory_b,
                    case when ca.consolidated_at is not null and cb.consolidated_at is not null
@@ -452,7 +463,8 @@ def _forget(con: duckdb.DuckDBPyConnection, cycle: Cycle, rate, cortical_rate) -
             where l.updated_cycle_key <> $key
         ) as f
         where a.memory_a = f.memory_a and a.memory_b = f.memory_b
-    """, rate=rate, cortical_rate=cortical_rate, as_of=cycle.as_of, key=cycle.cycle_key)
+    """, rate=rate, cortical_rate=cortical_rate, as_of=cycle.as_of, key=cycle.cycle_key,
+        period_hours=float(period_hours))
 
 
 def _prune(con: duckdb.DuckDBPyConnection, weak) -> int:
@@ -710,7 +722,8 @@ def _consolidation_body(cycle: Cycle, params: Mapping, budget: int, *, semantic:
             counts["created_semantic"] = _insert_embedding_links(
                 con, cycle, candidates, link_type="semantic", scale=1.0, weak=params["weak_connection_threshold"],
                 limit=int(params["semantic_links_per_cycle"]))
-        counts["weakened"] = _forget(con, cycle, params["gradual_forgetting_rate"], params["cortical_forgetting_rate"])
+        counts["weakened"] = _forget(con, cycle, params["gradual_forgetting_rate"], params["cortical_forgetting_rate"],
+                                     params["forgetting_period_hours"])
         counts["pruned"] = _prune(con, params["weak_connection_threshold"])
         counts["transferred"] = _transfer(con, cycle, params["consolidation_threshold"])
         counts.update(_link_stats(con))
@@ -826,7 +839,8 @@ def apply_homeostasis_cycle(con: duckdb.DuckDBPyConnection, params: Mapping, cyc
     """Weekly synaptic scaling (Turrigiano): every link strength is multiplied by one factor
     f = homeostasis_target_mean / mean strength, kept within [1 / homeostasis_max_scale, homeostasis_max_scale],
     then clamped to [0, 1]; links that fall below the pruning threshold are pruned. Multiplicative, so the
-    ranking of links is preserved (ties only where strengths saturate at 1)."""
+    ranking of links is preserved (ties only where strengths saturate at 1). It leaves `updated_at` alone:
+    scaling commutes with the event-time forgetting, which goes on from each link's own last update."""
     _expect(cycle, "homeostasis")
     p = params
 
@@ -839,8 +853,7 @@ def apply_homeostasis_cycle(con: duckdb.DuckDBPyConnection, params: Mapping, cyc
             counts["scale_factor"] = factor
             counts["scaled"] = _affected(con, f"""
                 update {ASSOCIATIONS}
-                set strength = least(1.0, greatest(0.0, strength * $factor)), updated_at = $as_of,
-                    updated_cycle_key = $key
+                set strength = least(1.0, greatest(0.0, strength * $factor)), updated_cycle_key = $key
             """, factor=factor, as_of=cycle.as_of, key=cycle.cycle_key)
         counts["mean_after_scaling"] = con.execute(f"select avg(strength) from {ASSOCIATIONS}").fetchone()[0]
         counts["pruned"] = _prune(con, p["weak_connection_threshold"])
@@ -859,7 +872,8 @@ APPLY = {
 
 CONSOLIDATION_PARAMS = (
     "hebbian_learning_rate", "hebbian_coactivation_threshold", "weak_connection_threshold",
-    "gradual_forgetting_rate", "cortical_forgetting_rate", "consolidation_threshold", "replay_learning_rate",
+    "gradual_forgetting_rate", "cortical_forgetting_rate", "forgetting_period_hours", "consolidation_threshold",
+    "replay_learning_rate",
     "replay_recency_hours", "replay_min_priority", "hippocampal_replay_episodes", "deep_sleep_replay_episodes",
     "initial_consolidation",
 )

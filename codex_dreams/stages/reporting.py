@@ -44,27 +44,30 @@ def histogram_md(con: duckdb.DuckDBPyConnection, values_sql: str, *, what: str =
 
 
 def link_forgetting_curve_md(params: Mapping) -> str:
-    """How a link fades when it is never reactivated: w_n = w_0 * rate^n, and when it is pruned."""
+    """How a link fades when it is never reactivated: w(t) = w_0 * rate^(t / period), t in event-time hours,
+    and when it is pruned (however often the cycles run)."""
     rate = float(params["gradual_forgetting_rate"])
     cortical = float(params["cortical_forgetting_rate"])
     weak = float(params["weak_connection_threshold"])
-    cycles = (0, 1, 2, 5, 10, 24, 48, 72, 168)
+    period = float(params["forgetting_period_hours"])
+    hours = (0, 1, 2, 5, 10, 24, 48, 72, 168)
 
     def until_pruned(w0: float, r: float) -> str:
         if w0 < weak:
-            return "0"
+            return "0 h"
         if r >= 1:
             return "never"
-        return str(math.floor(math.log(weak / w0) / math.log(r)) + 1)
+        return f"{math.log(weak / w0) / math.log(r) * period:.0f} h"
 
-    header = "| cycles without reactivation | " + " | ".join(str(n) for n in cycles) + " | pruned after |"
-    lines = [header, "|---" * (len(cycles) + 2) + "|"]
+    header = "| hours without reactivation | " + " | ".join(str(n) for n in hours) + " | pruned after |"
+    lines = [header, "|---" * (len(hours) + 2) + "|"]
     for label, w0, r in (("hippocampal link, w0 = 1.0", 1.0, rate), ("hippocampal link, w0 = 0.2", 0.2, rate),
                          ("cortical link (both in LTM), w0 = 1.0", 1.0, cortical),
                          ("cortical link (both in LTM), w0 = 0.2", 0.2, cortical)):
-        cells = " | ".join(f"{w0 * r ** n:.3f}" if w0 * r ** n >= weak else "pruned" for n in cycles)
-        lines.append(f"| {label} | {cells} | {until_pruned(w0, r)} cycles |")
-    lines.append(f"\nrate {rate} per consolidation cycle (hourly hippocampal, 2-4 AM deep sleep); cortical rate "
+        cells = " | ".join(f"{w0 * r ** (n / period):.3f}" if w0 * r ** (n / period) >= weak else "pruned"
+                           for n in hours)
+        lines.append(f"| {label} | {cells} | {until_pruned(w0, r)} |")
+    lines.append(f"\nrate {rate} per {period:g} h of event time, however often the cycles run; cortical rate "
                  f"{cortical}; links below {weak} are pruned.")
     return "\n".join(lines)
 

@@ -18,6 +18,8 @@ EXPECTED_SENSORS = {
     "working_memory_sensor": (30, "working_memory_job"),
     "consolidation_backlog_sensor": (60, "hippocampal_consolidation_job"),
 }
+# Not a rhythm: the run watchdog (codex_dreams.automation.watchdog) launches no job, it only cleans up.
+WATCHDOG_SENSORS = {"run_watchdog_sensor": (60, None)}
 T0 = datetime(2026, 11, 25, 0, 10, tzinfo=timezone.utc)  # a Wednesday
 
 
@@ -50,9 +52,9 @@ def _ticks(schedule: dg.ScheduleDefinition, start: datetime, count: int) -> list
 
 def test_definitions_hold_exactly_the_catalogued_rhythms(defs):
     schedules = {s.name: (s.cron_schedule, s.job_name) for s in defs.schedules}
-    sensors = {s.name: (s.minimum_interval_seconds, s.job_name) for s in defs.sensors}
+    sensors = {s.name: (s.minimum_interval_seconds, s.job_name if s.targets else None) for s in defs.sensors}
     assert schedules == EXPECTED_SCHEDULES
-    assert sensors == EXPECTED_SENSORS
+    assert sensors == {**EXPECTED_SENSORS, **WATCHDOG_SENSORS}
     for schedule in defs.schedules:
         assert schedule.execution_timezone == "UTC"
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

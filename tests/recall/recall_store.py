@@ -66,8 +66,10 @@ LINKS = [
 
 
 def write_store(settings, memories=CORPUS, vectors: np.ndarray | None = None, links=LINKS, *,
-                ltm: dict[str, float] | None = None, accesses: dict[str, int] | None = None) -> None:
-    """Insert memories (+ embeddings when given, + links, + LTM retrieval strengths, + access rows)."""
+                ltm: dict[str, float] | None = None, accesses: dict[str, int] | None = None,
+                episodes: dict[str, str] | None = None) -> None:
+    """Insert memories (+ embeddings when given, + links, + LTM retrieval strengths, + access rows, + the
+    short-term episode of each memory named in `episodes`)."""
     from codex_dreams.enrichment import active_embedding_model, active_model_key
     from codex_dreams.store import open_store
 
@@ -113,6 +115,12 @@ def write_store(settings, memories=CORPUS, vectors: np.ndarray | None = None, li
             for memory_id, value in ltm.items():
                 con.execute("insert into long_term_memory.ltm_memories values (?, ?, 0.5, 1.0, 'stable', 1, ?)",
                             [memory_id, T0, value])
+        if episodes:
+            con.execute("create schema if not exists short_term_memory")
+            con.execute("create table if not exists short_term_memory.stm_memories (memory_id varchar, "
+                        "episode_id varchar)")
+            for memory_id, episode_id in episodes.items():
+                con.execute("insert into short_term_memory.stm_memories values (?, ?)", [memory_id, episode_id])
         for memory_id, count in (accesses or {}).items():
             for i in range(count):
                 con.execute("insert into long_term_memory.access_log values (?, ?, ?)",

@@ -113,7 +113,7 @@ def test_weights_come_from_the_environment(monkeypatch, recall_store):
     monkeypatch.setenv("CODEX_RECALL_W_LEXICAL", "0")
     monkeypatch.setenv("CODEX_RECALL_W_DENSE", "2")
     weights = load_weights()
-    assert (weights.dense, weights.lexical, weights.associative, weights.strength) == (2.0, 0.0, 0.25, 0.1)
+    assert (weights.dense, weights.lexical, weights.associative, weights.strength) == (2.0, 0.0, 0.25, 0.0)
     response = Recaller(recall_store).recall("Kovacsevic", 3, explain=True)
     assert all(r.explanation["contributions"]["lexical"] == 0 for r in response)
 
@@ -123,7 +123,7 @@ def test_weights_come_from_the_environment(monkeypatch, recall_store):
     monkeypatch.setenv("CODEX_RECALL_W_STRENGTH", "lots")
     with pytest.raises(SettingsError, match="CODEX_RECALL_W_STRENGTH"):
         load_weights()
-    for name in ("DENSE", "LEXICAL", "ASSOCIATIVE", "STRENGTH"):
+    for name in ("DENSE", "LEXICAL", "ASSOCIATIVE", "CONTEXT", "STRENGTH"):
         monkeypatch.setenv(f"CODEX_RECALL_W_{name}", "0")
     with pytest.raises(SettingsError, match="at least one recall weight must be positive"):
         load_weights()
@@ -171,3 +171,34 @@ def test_a_snapshot_from_another_embedding_model_turns_dense_off_with_a_warning(
     assert response[0].memory_id == ZOLTAN.id
     assert response[0].signals["dense"] == 0.0
     assert any("some-other-model" in w for w in response.warnings)
+
+
+def test_episode_context_lifts_a_neighbour_of_a_strong_match_in_its_own_episode_only(settings):
+    """The turn after a strong match shares no word with the query, yet it is found through its episode; a
+    memory just as close in time but in another episode gets no lift."""
+    from recall_store import M
+
+    memories = [
+        M("ferry", "Booked the ferry to Hydra for Saturday morning.", 1.0),
+        M("towel", "Packed sunscreen and the blue beach towel.", 1.0001),
+        M("budget", "Reviewed the quarterly budget spreadsheet.", 1.0002),
+        M("garden", "Watered the tomatoes in the garden.", 5.0),
+    ]
+    write_store(settings, memories, None, [], episodes={"ferry": "trip", "towel": "trip", "budget": "work",
+                                                         "garden": "home"})
+    publish(settings)
+    engine = Recaller(settings, weights=load_weights(context=0.25))
+    response = engine.recall("ferry to Hydra", 4, explain=True)
+    by_id = {r.memory_id: r for r in response}
+    assert response[0].memory_id == "ferry"
+    towel = by_id["towel"]
+    assert towel.signals["lexical"] == 0 and towel.signals["context"] > 0
+    assert "context" in towel.explanation["brought_by"] and towel.explanation["context"]["from"] == "ferry"
+    # "budget" follows "towel" in time too, but "towel" scored nothing itself, and "budget" is in another episode
+    assert "budget" not in by_id or by_id["budget"].signals["context"] == 0
+    assert towel.rank < by_id.get("budget", towel).rank or "budget" not in by_id
+
+    off = Recaller(settings, weights=load_weights(context=0)).recall("ferry to Hydra", 4)
+    assert all(r.signals["context"] == 0 for r in off)
+    assert "towel" not in [r.memory_id for r in off if r.score > 0]
+

@@ -101,11 +101,13 @@ def add(con: duckdb.DuckDBPyConnection, memories: list[Mem], pairs: list[Pair] =
 
 
 def add_link(con: duckdb.DuckDBPyConnection, a: str, b: str, strength: float, link_type: str = "hebbian",
-             key: str = "hippocampal:2000-01-01T00") -> None:
+             key: str = "hippocampal:2000-01-01T00", at: datetime | None = None) -> None:
+    """A link last set at `at` (default T0; forgetting runs on the event time since then)."""
     a, b = sorted((a, b))
+    at = at or T0
     con.execute(f"""insert into {cycles.ASSOCIATIONS} (memory_a, memory_b, strength, link_type, created_at,
         updated_at, created_cycle_key, updated_cycle_key) values (?, ?, ?, ?, ?, ?, ?, ?)""",
-                [a, b, strength, link_type, T0 - timedelta(days=1), T0 - timedelta(days=1), key, key])
+                [a, b, strength, link_type, at, at, key, key])
 
 
 def params(**overrides) -> dict:

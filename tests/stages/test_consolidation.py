@@ -453,3 +453,36 @@ def test_hebbian_update_is_monotone(strengths, eta):
         assert after[pair] == pytest.approx(min(1.0, before[pair] * (1 + eta)))
     ordered = sorted(before, key=before.get)
     assert all(after[p] <= after[q] + 1e-12 for p, q in zip(ordered, ordered[1:]))
+
+
+@PROPERTY_SETTINGS
+@given(strengths=st.lists(st.floats(0.01, 1.0), min_size=1, max_size=12),
+       rate=st.floats(0.3, 1.0), period=st.sampled_from([0.5, 1.0, 24.0]),
+       times=st.lists(st.tuples(st.sampled_from(["hippocampal", "deep_sleep"]), st.integers(1, 240)),
+                      min_size=1, max_size=12))
+def test_forgetting_is_invariant_to_how_often_cycles_ran(strengths, rate, period, times):
+    """Forgetting runs on event time (DESIGN principle 6): links that are not reactivated end with the same
+    strengths, and the same links pruned, whether cycles ran at many random times (two of a kind in one hour,
+    hippocampal and deep sleep in the same hour, long gaps) or once at the last of those times."""
+    p = params(gradual_forgetting_rate=rate, forgetting_period_hours=period, hippocampal_replay_episodes=0,
+               deep_sleep_replay_episodes=0)
+    often, once = with_links(strengths), with_links(strengths)
+    ordered = sorted(times, key=lambda item: item[1])
+    for kind, hour in ordered:
+        cycles.apply_cycle(often, p, cycle(kind, hour))
+    last_kind, last_hour = ordered[-1]
+    cycles.apply_cycle(once, p, cycle(last_kind, last_hour))
+    ran_often, ran_once = links(often), links(once)
+    assert set(ran_often) == set(ran_once)
+    for pair, strength in ran_once.items():
+        assert ran_often[pair] == pytest.approx(strength, rel=1e-9)
+
+
+def test_forgetting_follows_event_time_not_the_number_of_cycles():
+    con = with_links([0.8])  # last set at T0 = 09:00
+    p = params(gradual_forgetting_rate=0.9, forgetting_period_hours=1, hippocampal_replay_episodes=0)
+    cycles.apply_hippocampal_cycle(con, p, hippocampal(3))  # as_of 12:00: 3 hours later
+    assert list(links(con).values()) == pytest.approx([0.8 * 0.9 ** 3])  # 0.5832
+    cycles.apply_cycle(con, p, cycle("deep_sleep", 3))  # the same event time again: nothing more is forgotten
+    assert list(links(con).values()) == pytest.approx([0.5832])
+
