@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from codex_dreams.errors import InputError
 from codex_dreams.settings import MAX_MEMORY_CHARS
@@ -66,6 +66,19 @@ def parse_time(value, what: str = "date") -> datetime:
             moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
             raise InvalidMemory(f"{what} {value!r} is out of range") from None
+    return moment
+
+
+# A memory may be dated in the far past (a family note from 1900, year 1 even: every stage handles it) and a
+# little ahead (a planned event), but not years ahead: "9999-12-31" is a placeholder, not a time, and as the
+# newest event time it would make every other memory look ancient.
+MAX_FUTURE = timedelta(days=366)
+
+
+def _not_far_future(moment: datetime, what: str, now: datetime) -> datetime:
+    if moment > now + MAX_FUTURE:
+        raise InvalidMemory(f"{what} {moment.isoformat()} is more than a year in the future; give the time the "
+                            "memory happened")
     return moment
 
 
@@ -160,8 +173,10 @@ def make_record(content, *, at=None, metadata=None, source: str = "cli", memory_
             raise InvalidMemory("content is not valid Unicode text") from None
     if "\x00" in text:  # PostgreSQL text cannot hold it, and no memory needs it
         raise InvalidMemory("content must not contain NUL characters")
-    created = parse_time(at, "created_at") if at not in (None, "") else utc_now()
-    updated = parse_time(updated_at, "updated_at") if updated_at not in (None, "") else created
+    now = utc_now()
+    created = _not_far_future(parse_time(at, "created_at"), "created_at", now) if at not in (None, "") else now
+    updated = _not_far_future(parse_time(updated_at, "updated_at"), "updated_at", now) \
+        if updated_at not in (None, "") else created
     meta = parse_metadata(metadata)
     meta_text = metadata_to_json(meta)
     if memory_id not in (None, ""):
