@@ -169,9 +169,26 @@ def _run_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+def _snapshot_check(settings: Settings) -> list[Check]:
+    """The published recall snapshot matches its checksums (read only; a damaged one is rebuilt by the next run)."""
+    from codex_dreams.retrieval.snapshot import SnapshotDamaged, current_version, read_manifest, recall_dir, verify_files
+
+    version = current_version(settings)
+    if version is None:
+        return [Check("recall_snapshot", OK, "none published yet (the first pipeline run publishes one)")]
+    path = recall_dir(settings) / version
+    try:
+        verify_files(path, read_manifest(path))
+    except SnapshotDamaged as damage:
+        return [Check("recall_snapshot", CRITICAL,
+                      f"{path} is damaged: {damage}; recall answers from the previous version meanwhile. Fix: "
+                      "`codex consolidate --type working` rebuilds it from the memory store")]
+    return [Check("recall_snapshot", OK, f"{version} intact")]
+
+
 def run_health(settings: Settings, verbose: bool = False) -> dict:
     checks = [*_store_checks(settings), *_source_check(settings), *_llm_check(settings),
-              *_rhythm_checks(settings), *_run_checks(settings)]
+              *_rhythm_checks(settings), *_run_checks(settings), *_snapshot_check(settings)]
     if any(c.status == CRITICAL for c in checks):
         overall = "unhealthy"
     elif any(c.status == WARNING for c in checks):

@@ -39,12 +39,14 @@ from codex_dreams.retrieval.graph import ActivationPath, AssociationGraph, load_
 from codex_dreams.retrieval.snapshot import (
     DATABASE_FILE,
     EPISODE_FILE,
-    MANIFEST_FILE,
+    SnapshotDamaged,
     SnapshotUnavailable,
     StringColumn,
     build_from_store,
     current_version,
+    read_manifest,
     recall_dir,
+    verify_files,
 )
 
 MAX_QUERY_CHARS = 2_000
@@ -133,7 +135,8 @@ class Snapshot:
         from codex_dreams.store import connect, load_extension
 
         self.path = path
-        self.manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+        self.manifest = read_manifest(path)
+        verify_files(path, self.manifest)  # a damaged version is never read (the caller falls back)
         self.version = self.manifest["version"]
         self.n = int(self.manifest["memories"])
         # np.asarray: a plain ndarray over the same mapping (a np.memmap's matmul skips BLAS: ~150x slower)
@@ -247,31 +250,57 @@ class Recaller:
         self._lock = threading.RLock()
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._embedding_model: str | None | bool = False  # False: not looked up yet
+        self.fallback_warning: str | None = None  # set while answering from an earlier, intact version
+        self._damaged_version: str | None = None  # the published version found damaged (not re-read per query)
 
     # -- snapshot handling --
     def snapshot(self) -> Snapshot:
         version = current_version(self.settings)
         current = self._snapshot
-        if current is not None and version == current.version:
+        if current is not None and version in (current.version, self._damaged_version):
             return current
         with self._lock:
             version = current_version(self.settings)
-            if self._snapshot is not None and self._snapshot.version == version:
+            if self._snapshot is not None and version in (self._snapshot.version, self._damaged_version):
                 return self._snapshot
             if version is None:
                 version = build_from_store(self.settings, wait_seconds=self.fallback_wait_seconds).version
-            root = recall_dir(self.settings)
-            for attempt in range(3):
-                try:
-                    opened = Snapshot(root / version, self.settings.extension_dir, self.shape)
-                    break
-                except (FileNotFoundError, duckdb.IOException):  # removed between reading CURRENT and opening it
-                    version = current_version(self.settings)
-                    if version is None or attempt == 2:
-                        raise SnapshotUnavailable(
-                            "the recall snapshot changed while it was opened; try again") from None
+            opened = self._open(version)
             self._snapshot = opened  # the previous one closes when its last user lets go of it
             return opened
+
+    def _open(self, version: str) -> Snapshot:
+        """Open the published version; if it is damaged (and was not just replaced), the newest earlier version
+        that is intact, with a warning on every answer until the pipeline publishes a sound one."""
+        root = recall_dir(self.settings)
+        self.fallback_warning, self._damaged_version = None, None
+        for _ in range(3):
+            try:
+                return Snapshot(root / version, self.settings.extension_dir, self.shape)
+            except (SnapshotDamaged, FileNotFoundError, duckdb.Error) as error:
+                now_current = current_version(self.settings)
+                if now_current is not None and now_current != version:  # replaced while opening: take the new one
+                    version = now_current
+                    continue
+                damage = str(error) if isinstance(error, SnapshotDamaged) else f"{type(error).__name__}: {error}"
+                break
+        else:
+            raise SnapshotUnavailable("the recall snapshot kept changing while it was opened; try again")
+        earlier = sorted((p.name for p in root.iterdir()
+                          if p.is_dir() and not p.name.startswith(".") and p.name < version), reverse=True)
+        for candidate in earlier:
+            try:
+                opened = Snapshot(root / candidate, self.settings.extension_dir, self.shape)
+            except (SnapshotDamaged, FileNotFoundError, duckdb.Error):
+                continue
+            self._damaged_version = version
+            self.fallback_warning = (
+                f"the recall snapshot {version} is damaged ({damage}); answering from the previous version "
+                f"{candidate}; the next pipeline run (`codex consolidate --type working`) rebuilds it")
+            return opened
+        raise SnapshotUnavailable(
+            f"the recall snapshot {root / version} is damaged ({damage}) and no earlier version is intact; run "
+            "`codex consolidate --type working` to rebuild it from the memory store")
 
     def close(self) -> None:
         if self._snapshot is not None:
@@ -338,7 +367,7 @@ class Recaller:
         if not items:
             return []
         snap = self.snapshot()
-        warnings: list[str] = []
+        warnings: list[str] = [self.fallback_warning] if self.fallback_warning else []
         vectors = self._embed([item.text for item in items], snap, warnings)
         responses = []
         for i, item in enumerate(items):

@@ -37,6 +37,7 @@ import os
 import shutil
 import time
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -94,14 +95,64 @@ def current_snapshot_path(settings) -> Path | None:
     return path if (path / MANIFEST_FILE).exists() else None
 
 
-def _published(settings) -> SnapshotInfo | None:
-    """The published version with its manifest, or None (none yet, or unreadable: the next one is built whole)."""
+def _published(settings, log=None) -> SnapshotInfo | None:
+    """The published version with its manifest, if its files match their checksums; None otherwise (none yet,
+    unreadable, written before checksums, or damaged): the next version is then built whole from the store, so
+    damaged vectors or a truncated index are never carried into it."""
     path = current_snapshot_path(settings)
-    try:
-        return SnapshotInfo(path.name, path, json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))) \
-            if path else None
-    except (OSError, ValueError):
+    if path is None:
         return None
+    try:
+        manifest = read_manifest(path)
+        if not manifest.get("checksums"):
+            return None
+        verify_files(path, manifest)
+    except SnapshotDamaged as damage:
+        if log:
+            log(f"recall snapshot {path.name} is damaged ({damage}); building the new version whole from the store")
+        return None
+    return SnapshotInfo(path.name, path, manifest)
+
+
+class SnapshotDamaged(OperationalError):
+    """A snapshot version's files do not match its manifest (missing, truncated or overwritten)."""
+
+
+def file_checksum(path: Path) -> str:
+    """crc32 and size of a file: cheap enough to check on every open (~1 GB/s), and any torn write, truncation
+    or stray bytes change it. (Integrity, not security: nothing here defends against a deliberate forger.)"""
+    crc = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return f"crc32:{crc:08x}:{path.stat().st_size}"
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SnapshotDamaged(f"{MANIFEST_FILE} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise SnapshotDamaged(f"{MANIFEST_FILE} is not readable JSON") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("version"), str) or \
+            not isinstance(manifest.get("memories"), int):
+        raise SnapshotDamaged(f"{MANIFEST_FILE} is not a recall snapshot manifest")
+    return manifest
+
+
+def verify_files(path: Path, manifest: dict) -> None:
+    """Raise SnapshotDamaged naming the first file that is missing or does not match its checksum. A manifest
+    without checksums (written before they existed) is taken as it is."""
+    for name, expected in sorted((manifest.get("checksums") or {}).items()):
+        try:
+            actual = file_checksum(path / name)
+        except FileNotFoundError:
+            raise SnapshotDamaged(f"{name} is missing") from None
+        except OSError as error:
+            raise SnapshotDamaged(f"{name} cannot be read ({error.strerror})") from None
+        if actual != expected:
+            raise SnapshotDamaged(f"{name} does not match its checksum")
 
 
 # ---- reading the store -----------------------------------------------------------------------------------
@@ -631,7 +682,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
 
     n = memories.num_rows
     root = tmp.parent
-    previous = _published(settings)  # the published version: unchanged parts are taken from it
+    previous = _published(settings, log)  # the published version, if intact: unchanged parts are taken from it
     # the lexical index needs only the memories: it is built (DuckDB, outside the GIL) while the signals are read
     base = pa.table({"row_id": row_ids, "id": memories.column("id"), "content": memories.column("content"),
                      "created_at": memories.column("created_at"), "metadata": memories.column("metadata"),
@@ -692,6 +743,8 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
                      "recency_half_life_days": RECENCY_HALF_LIFE_DAYS, **found},
         "build_seconds": None,
     }
+    manifest["checksums"] = {path.name: file_checksum(path) for path in sorted(tmp.iterdir())
+                             if path.is_file() and path.name != MANIFEST_FILE}
     manifest["build_seconds"] = round(time.perf_counter() - started, 3)
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     final = root / version

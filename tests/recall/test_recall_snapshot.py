@@ -70,6 +70,12 @@ def test_a_new_version_reads_only_new_or_changed_vectors_from_the_store(recall_s
     marked = np.load(before / "embeddings.npy")
     marked[ids.index(unchanged)] = np.roll(marked[ids.index(unchanged)], 1)
     np.save(before / "embeddings.npy", marked)
+    # re-sign the marked file (the checksums would otherwise, rightly, refuse to reuse a changed file)
+    from codex_dreams.retrieval.snapshot import file_checksum
+
+    manifest = json.loads((before / "manifest.json").read_text())
+    manifest["checksums"]["embeddings.npy"] = file_checksum(before / "embeddings.npy")
+    (before / "manifest.json").write_text(json.dumps(manifest))
     turned = np.roll(corpus_vectors[1], 7)
     with open_store(recall_store) as con:
         con.execute("update enriched.memory_enrichment set embedding = ?, enriched_at = now() where memory_id = ?",
