@@ -5,8 +5,11 @@
 2. Remote: the same code against the local Ollama-protocol server (tests/enrichment) answering after 300 ms per
    call, 64 memories, MAX_CONCURRENCY=1 versus 16 (goal: >= 8x), and the number of calls a second run repeats
    (must be 0).
+3. A one-slot server (as llama-cpp-python is: one request at a time, 200 ms each), 16 memories, MAX_CONCURRENCY
+   1, 2 (the default) and 8: the run takes as long whatever the concurrency, but each request waits longer in
+   the server's queue (mean latency per memory), which is time its timeout runs. This is why the default is 2.
 
-Run: .venv/bin/python benchmarks/enrichment.py   (about 45 s on 2 idle cores)
+Run: .venv/bin/python benchmarks/enrichment.py   (about 60 s on 2 idle cores)
 """
 
 from __future__ import annotations
@@ -152,6 +155,30 @@ def remote_benchmark(workdir: Path, texts: list[str]) -> dict:
     }
 
 
+ONE_SLOT_MEMORIES = 16
+ONE_SLOT_LATENCY_S = 0.2
+
+
+def one_slot_benchmark(workdir: Path, texts: list[str]) -> dict:
+    results = {}
+    with ProtocolServer(latency=ONE_SLOT_LATENCY_S, slots=1) as server:
+        for concurrency in (1, 2, 8):
+            settings = fresh_settings(workdir / f"one_slot_{concurrency}", CODEX_LLM_PROVIDER="ollama",
+                                      OLLAMA_URL=server.url, OLLAMA_MODEL="bench-chat", EMBEDDING_MODEL="bench-embed",
+                                      OLLAMA_TIMEOUT="30", MAX_CONCURRENCY=str(concurrency))
+            insert(settings, texts)
+            server.reset()
+            server.max_in_flight = 0
+            stats = enrich_pending(settings)
+            results[f"concurrency_{concurrency}"] = {
+                "seconds": round(stats.duration_s, 2),
+                "mean_latency_per_memory_ms": round(stats.mean_latency_ms),
+                "most_requests_at_the_server": server.max_in_flight,
+                "fallbacks": stats.fallbacks,
+            }
+    return {"memories": len(texts), "latency_per_call_ms": int(ONE_SLOT_LATENCY_S * 1000), **results}
+
+
 def main() -> None:
     rng = random.Random(SEED)
     texts = demo_like_texts(OFFLINE_MEMORIES, rng)
@@ -165,6 +192,7 @@ def main() -> None:
             "load_average_1m_before": round(os.getloadavg()[0], 2),
             "offline": offline_benchmark(workdir, texts),
             "remote_protocol_server": remote_benchmark(workdir, texts[:REMOTE_MEMORIES]),
+            "one_slot_server": one_slot_benchmark(workdir, texts[:ONE_SLOT_MEMORIES]),
         }
         report["load_average_1m_after"] = round(os.getloadavg()[0], 2)
         report["total_s"] = round(time.perf_counter() - started, 1)

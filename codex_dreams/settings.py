@@ -58,6 +58,8 @@ _ENV_NAMES = {
     "openai_api_key": "OPENAI_API_KEY",
     "openai_model": "OPENAI_MODEL",
     "openai_embedding_model": "OPENAI_EMBEDDING_MODEL",
+    "openai_embedding_base_url": "OPENAI_EMBEDDING_BASE_URL",
+    "openai_embedding_api_key": "OPENAI_EMBEDDING_API_KEY",
     "max_concurrency": "MAX_CONCURRENCY",
     "timezone": "CODEX_TIMEZONE",
 }
@@ -87,11 +89,16 @@ class Settings(BaseSettings):
     openai_embedding_model: str = Field(
         default="text-embedding-3-small", validation_alias="OPENAI_EMBEDDING_MODEL"
     )
-    max_concurrency: int = Field(default=8, ge=1, le=256, validation_alias="MAX_CONCURRENCY")
+    # None: the chat server's URL and key (one server for both is the common case)
+    openai_embedding_base_url: str | None = Field(default=None, validation_alias="OPENAI_EMBEDDING_BASE_URL")
+    openai_embedding_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_EMBEDDING_API_KEY")
+    # Local servers (llama.cpp, Ollama) run one or a few requests at a time: more in flight only queue there
+    # and time out (docs/enrichment.md).
+    max_concurrency: int = Field(default=2, ge=1, le=256, validation_alias="MAX_CONCURRENCY")
     # None: the timezone of the rhythm catalogue (schedules/rhythms.yaml, UTC by default)
     timezone: str | None = Field(default=None, validation_alias="CODEX_TIMEZONE")
 
-    @field_validator("postgres_db_url", mode="before")
+    @field_validator("postgres_db_url", "openai_embedding_base_url", "openai_embedding_api_key", mode="before")
     @classmethod
     def _blank_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -105,9 +112,11 @@ class Settings(BaseSettings):
                 raise ValueError("must start with postgresql://")
         return value
 
-    @field_validator("ollama_url", "openai_base_url")
+    @field_validator("ollama_url", "openai_base_url", "openai_embedding_base_url")
     @classmethod
-    def _http_url(cls, value: str):
+    def _http_url(cls, value: str | None):
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http:// or https:// URL")
@@ -157,6 +166,16 @@ class Settings(BaseSettings):
         return self.codex_home.expanduser().resolve() / "duckdb_extensions"
 
     @property
+    def embedding_base_url(self) -> str:
+        """Where OpenAI-compatible embeddings are requested (OPENAI_EMBEDDING_BASE_URL, else OPENAI_BASE_URL)."""
+        return self.openai_embedding_base_url or self.openai_base_url
+
+    @property
+    def embedding_api_key(self) -> SecretStr | None:
+        """The key for the embedding server: its own if set, else the chat server's."""
+        return self.openai_embedding_api_key or self.openai_api_key
+
+    @property
     def postgres_url_redacted(self) -> str | None:
         return redact_url(self.postgres_db_url.get_secret_value()) if self.postgres_db_url else None
 
@@ -177,8 +196,12 @@ class Settings(BaseSettings):
             "OLLAMA_MODEL": self.ollama_model,
             "EMBEDDING_MODEL": self.embedding_model,
             "OLLAMA_TIMEOUT": self.ollama_timeout,
-            "OPENAI_BASE_URL": self.openai_base_url,
+            "OPENAI_BASE_URL": redact_url(self.openai_base_url),
             "OPENAI_API_KEY": "***" if self.openai_api_key else None,
+            "OPENAI_MODEL": self.openai_model,
+            "OPENAI_EMBEDDING_MODEL": self.openai_embedding_model,
+            "OPENAI_EMBEDDING_BASE_URL": redact_url(self.embedding_base_url),
+            "OPENAI_EMBEDDING_API_KEY": "***" if self.embedding_api_key else None,
             "MAX_CONCURRENCY": self.max_concurrency,
             "CODEX_TIMEZONE": self.timezone,
         }
@@ -189,7 +212,7 @@ def _explain(error: ValidationError) -> str:
     loc = first.get("loc", ("?",))[0]
     name = _ENV_NAMES.get(str(loc), str(loc))
     value = first.get("input")
-    shown = "" if name in ("POSTGRES_DB_URL", "OPENAI_API_KEY") else f" (got {value!r})"
+    shown = "" if name in ("POSTGRES_DB_URL", "OPENAI_API_KEY", "OPENAI_EMBEDDING_API_KEY") else f" (got {value!r})"
     message = first.get("msg", "invalid value").removeprefix("Value error, ")
     return f"Invalid setting {name}: {message}{shown}."
 

@@ -338,6 +338,9 @@ def consolidate(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     wait: float = typer.Option(900.0, "--wait", min=0, help="Seconds to wait while another run holds the memory "
                                                           "store before giving up (exit 1)."),
+    reenrich_fallbacks: bool = typer.Option(False, "--reenrich-fallbacks",
+                                            help="With --type working or all: ask the LLM again for memories whose "
+                                                 "enrichment fell back to the offline heuristics."),
 ):
     """Run a rhythm's job now, recorded in the Dagster instance (it appears in the UI).
 
@@ -349,11 +352,16 @@ def consolidate(
 
     if cycle not in JOBS_BY_CYCLE:
         _fail(f"unknown --type {cycle!r}; choose one of {', '.join(JOBS_BY_CYCLE)}", EXIT_BAD_INPUT)
+    if reenrich_fallbacks and cycle not in ("working", "all"):
+        _fail("--reenrich-fallbacks needs --type working or all (the runs that enrich)", EXIT_BAD_INPUT)
+    from codex_dreams.enrichment.asset import REENRICH_FALLBACKS_TAG
+
     settings = get_settings()
     job_name = JOBS_BY_CYCLE[cycle]
     with console.status(f"Running {job_name} ...", spinner="dots") as status:
         summary = run_consolidation(settings, job_name, wait_seconds=wait,
-                                    on_progress=_progress_printer(status, as_json))
+                                    on_progress=_progress_printer(status, as_json),
+                                    tags={REENRICH_FALLBACKS_TAG: "true"} if reenrich_fallbacks else None)
     if as_json:
         _print_json(summary)
     else:

@@ -87,10 +87,11 @@ def _own_slots(instance: dg.DagsterInstance, run_id: str) -> list:
 
 def run_consolidation(settings: Settings, job_name: str,
                       on_progress: Callable[[str], None] | None = None,
-                      wait_seconds: float | None = None) -> dict:
+                      wait_seconds: float | None = None, tags: dict[str, str] | None = None) -> dict:
     """Run the job (through the daemon when it runs, else here) and summarise it. Never waits silently: while
     another run holds the store, `on_progress` hears for whom, and after `wait_seconds` it gives up
-    (`PoolWaitTimeout`, or `DaemonNotRunning` for a run queued while the daemon is down)."""
+    (`PoolWaitTimeout`, or `DaemonNotRunning` for a run queued while the daemon is down). `tags` go on the run
+    (e.g. the enrichment asset's `codex/reenrich_fallbacks`)."""
     from codex_dreams import service
     from codex_dreams.automation.watchdog import DEFAULT_POOL_WAIT_SECONDS
     from codex_dreams.instance import ensure_instance
@@ -101,10 +102,10 @@ def run_consolidation(settings: Settings, job_name: str,
     endpoint = service.endpoint(settings)
     with dg.DagsterInstance.get() as instance:
         if endpoint is not None:
-            run_id = _submit_to_daemon(settings, endpoint, job_name, instance, on_progress, wait_seconds)
+            run_id = _submit_to_daemon(settings, endpoint, job_name, instance, on_progress, wait_seconds, tags)
             where = "daemon"
         else:
-            run_id = _run_here(settings, job_name, instance, on_progress, wait_seconds)
+            run_id = _run_here(settings, job_name, instance, on_progress, wait_seconds, tags)
             where = "in-process"
         run = instance.get_run_by_id(run_id)
         steps, failures = _steps(instance, run_id)
@@ -115,7 +116,8 @@ def run_consolidation(settings: Settings, job_name: str,
 
 
 def _run_here(settings: Settings, job_name: str, instance: dg.DagsterInstance,
-              on_progress: Callable[[str], None] | None, wait_seconds: float) -> str:
+              on_progress: Callable[[str], None] | None, wait_seconds: float,
+              tags: dict[str, str] | None = None) -> str:
     from codex_dreams.pipeline import run_job
 
     invocation = uuid.uuid4().hex
@@ -136,8 +138,8 @@ def _run_here(settings: Settings, job_name: str, instance: dg.DagsterInstance,
     for thread in watchers:
         thread.start()
     try:
-        result = run_job(job_name, settings, tags={INVOCATION_TAG: invocation}, wait_seconds=wait_seconds,
-                         on_wait=on_progress)
+        result = run_job(job_name, settings, tags={**(tags or {}), INVOCATION_TAG: invocation},
+                         wait_seconds=wait_seconds, on_wait=on_progress)
     finally:
         done.set()
     return result.run_id
@@ -148,7 +150,8 @@ class DaemonNotRunning(OperationalError):
 
 
 def _submit_to_daemon(settings: Settings, endpoint: tuple[str, int], job_name: str, instance: dg.DagsterInstance,
-                      on_progress: Callable[[str], None] | None, wait_seconds: float) -> str:
+                      on_progress: Callable[[str], None] | None, wait_seconds: float,
+                      tags: dict[str, str] | None = None) -> str:
     from dagster_graphql import DagsterGraphQLClient
 
     from codex_dreams import service
@@ -157,7 +160,7 @@ def _submit_to_daemon(settings: Settings, endpoint: tuple[str, int], job_name: s
     reap_dead_runs(instance, log=on_progress)
     host, port = endpoint
     client = DagsterGraphQLClient(host, port_number=port)
-    run_id = client.submit_job_execution(job_name, tags={"codex/rhythm": "manual"})
+    run_id = client.submit_job_execution(job_name, tags={**(tags or {}), "codex/rhythm": "manual"})
     waited_since = time.monotonic()
     while True:
         run = instance.get_run_by_id(run_id)

@@ -169,6 +169,14 @@ def _run_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+def _enrichment_checks(settings: Settings, verbose: bool) -> list[Check]:
+    """Too many fallbacks in the last enrichment run (its materialization); with --verbose, whether the configured
+    model names are listed by the server (codex_dreams.enrichment.health)."""
+    from codex_dreams.enrichment.health import enrichment_checks
+
+    return [Check(name, status, detail) for name, status, detail in enrichment_checks(settings, verbose=verbose)]
+
+
 def _snapshot_check(settings: Settings) -> list[Check]:
     """The published recall snapshot matches its checksums (read only; a damaged one is rebuilt by the next run)."""
     from codex_dreams.retrieval.snapshot import SnapshotDamaged, current_version, read_manifest, recall_dir, verify_files
@@ -189,6 +197,7 @@ def _snapshot_check(settings: Settings) -> list[Check]:
 def run_health(settings: Settings, verbose: bool = False) -> dict:
     checks = [*_store_checks(settings), *_source_check(settings), *_llm_check(settings),
               *_rhythm_checks(settings), *_run_checks(settings), *_snapshot_check(settings)]
+    checks += _enrichment_checks(settings, verbose)
     if any(c.status == CRITICAL for c in checks):
         overall = "unhealthy"
     elif any(c.status == WARNING for c in checks):

@@ -78,25 +78,55 @@ class PendingMemory:
     content: str
     content_hash: str
     embedding_only: bool  # enrichment is current, only the (remote) embedding is still missing
+    # Re-asking the LLM for a row that fell back keeps the row's vector (same text, same model): no new request.
+    stored_embedding: np.ndarray | None = None
+    stored_embedding_model: str | None = None
 
 
-def read_pending(con: duckdb.DuckDBPyConnection, model_key: str) -> list[PendingMemory]:
-    """Live memories without a current row for `model_key`, plus current rows still lacking an embedding."""
+def read_pending(con: duckdb.DuckDBPyConnection, model_key: str, *,
+                 reenrich_fallbacks: bool = False) -> list[PendingMemory]:
+    """Live memories without a current row for `model_key`, plus current rows still lacking an embedding, plus
+    (with `reenrich_fallbacks`) current rows whose fields fell back to the offline heuristics."""
     current_hash = CONTENT_HASH_SQL.format(column="m.content")
     rows = con.execute(
         f"""
         select m.id, m.content, {current_hash} as content_hash,
-               coalesce(e.content_hash = {current_hash}, false) as hash_current
+               coalesce(e.content_hash = {current_hash}, false)
+                   and not (? and e.fallback_reason is not null) as fields_current
         from raw.memories as m
         left join {TABLE} as e on e.memory_id = m.id and e.model = ?
         where m.deleted_at is null
           -- embedding_dim is set exactly when embedding is (write_rows): testing it spares reading every vector
-          and (e.memory_id is null or e.content_hash <> {current_hash} or e.embedding_dim is null)
+          and (e.memory_id is null or e.content_hash <> {current_hash} or e.embedding_dim is null
+               or (? and e.fallback_reason is not null))
         order by m.created_at, m.id
         """,
-        [model_key],
+        [reenrich_fallbacks, model_key, reenrich_fallbacks],
     ).fetchall()
-    return [PendingMemory(row[0], row[1], row[2], bool(row[3])) for row in rows]
+    kept: dict[str, tuple[np.ndarray, str]] = {}
+    if reenrich_fallbacks:
+        # Only the fallback rows' vectors are read (the column is most of the store's bytes).
+        for memory_id, hash_, vector, embedding_model in con.execute(
+                f"select memory_id, content_hash, embedding, embedding_model from {TABLE} "
+                "where model = ? and fallback_reason is not null and embedding_dim is not null",
+                [model_key]).fetchall():
+            kept[(memory_id, hash_)] = (np.asarray(vector, dtype=np.float32), embedding_model)
+    pending = []
+    for memory_id, content, hash_, fields_current in rows:
+        vector, embedding_model = kept.get((memory_id, hash_), (None, None))
+        pending.append(PendingMemory(memory_id, content, hash_, bool(fields_current), vector, embedding_model))
+    return pending
+
+
+def fallback_counts(con: duckdb.DuckDBPyConnection, model_key: str) -> tuple[int, int, str | None]:
+    """(rows of live memories under `model_key`, how many of them fell back, the most common fallback reason).
+    Reads no vector."""
+    total, fallbacks, reason = con.execute(
+        f"select count(*), count(e.fallback_reason), mode(e.fallback_reason) from {TABLE} as e "
+        "join raw.memories as m on m.id = e.memory_id where e.model = ? and m.deleted_at is null",
+        [model_key],
+    ).fetchone()
+    return int(total), int(fallbacks), reason
 
 
 def stored_embedding_dims(con: duckdb.DuckDBPyConnection, model_key: str) -> dict[str, int]:

@@ -30,7 +30,11 @@ class ResilienceOptions:
 
 
 class CircuitOpenError(RuntimeError):
-    """The breaker is open: the server is not called."""
+    """The breaker is open: the server is not called. `cause` is the failure that opened it ("<kind>: ...")."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class CircuitBreaker:

@@ -15,6 +15,19 @@ switched on per route ("chat", "embed", "models") or scripted request by request
 
 Every request is recorded (method, path, headers, decoded body) so tests can check endpoints, model names,
 schemas and the Authorization header.
+
+Behaviours of real servers, switched on per test:
+
+    accepted_formats     the OpenAI `response_format` forms answered (json_schema, json_object+schema,
+                         json_object, text); any other is refused with `format_refusal` (status, body)
+    like_llama_cpp_python()   what llama-cpp-python's server does: json_schema refused with HTTP 500 and its
+                         body, json_object with or without a `schema` accepted, one embedding vector per token,
+                         /models listing only the GGUF file it serves; any model name is answered
+    per_token_embeddings one vector per token (a model served without pooling)
+    served_models        what /models and /api/tags list (default: fake-chat, fake-embed)
+
+A hanging request that the client gives up on (closes its connection) is noticed and counted in `abandoned`,
+as a server that stops generating for a client that left; `max_in_flight` is the most requests it held at once.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -38,6 +52,18 @@ ROUTES = {
     ("POST", "/v1/embeddings"): ("openai", "embed"),
     ("GET", "/v1/models"): ("openai", "models"),
 }
+# What llama-cpp-python's server (0.3.36, seen here) answers to response_format json_schema: HTTP 500 with its
+# request validation error (llama.cpp's own server once said 'response_format type must be one of "text" or
+# "json_object"' with a 500 as well).
+LLAMA_CPP_FORMAT_REFUSAL = (500, {"error": {
+    "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+               "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+               "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"llama_cpp/server/app.py\", "
+               "line 376, in create_chat_completion\n    POST /v1/chat/completions",
+    "type": "internal_server_error", "param": None, "code": None}})
+LLAMA_CPP_MODEL = "/models/gemma-3-270m-q4_k_m.gguf"  # its /v1/models lists the --model path
+ALL_FORMATS = frozenset({"json_schema", "json_object+schema", "json_object", "text"})
+MEMORY_LABEL = "Memory:\n"  # the client puts the memory after this line, below its instructions
 _POSITIVE = ("love", "great", "happy", "wonderful", "delight", "thrilled")
 _NEGATIVE = ("awful", "sad", "terrible", "hate", "furious", "scared")
 
@@ -79,15 +105,44 @@ def fake_embedding(text: str, dim: int) -> list[float]:
     return [1.0 + (sum(map(ord, text[i::dim])) % 97) / 97.0 for i in range(dim)]
 
 
+def fake_token_embeddings(text: str, dim: int) -> list[list[float]]:
+    """One vector per "token" (word), as a model served without pooling answers."""
+    return [fake_embedding(token, dim) for token in text.split()] or [fake_embedding(text, dim)]
+
+
+def memory_text(user_content: str) -> str:
+    """The memory inside a user message that also carries instructions (the text after the label line)."""
+    _, found, after = user_content.partition(MEMORY_LABEL)
+    return after if found else user_content
+
+
+def response_format_form(body: dict) -> str:
+    response_format = body.get("response_format") or {}
+    kind = response_format.get("type", "text")
+    if kind == "json_object" and "schema" in response_format:
+        return "json_object+schema"
+    return kind
+
+
 class ProtocolServer:
     """Start with `start()` (or as a context manager); `url` is the Ollama base, `openai_url` the /v1 base."""
 
-    def __init__(self, *, latency: float = 0.0, embedding_dim: int = 16, hang_seconds: float = 3.0) -> None:
+    def __init__(self, *, latency: float = 0.0, embedding_dim: int = 16, hang_seconds: float = 3.0,
+                 slots: int | None = None) -> None:
         self.latency = latency
+        # Requests worked on at once (None: unlimited); the others wait, as in a server with few parallel slots.
+        self._slots = threading.BoundedSemaphore(slots) if slots else None
         self.embedding_dim = embedding_dim
         self.hang_seconds = hang_seconds
         self.require_api_key: str | None = None  # if set, OpenAI routes answer 401 without "Bearer <key>"
-        self.reject_json_schema = False  # if set, OpenAI chat answers 400 to response_format json_schema
+        self.accepted_formats: frozenset[str] = ALL_FORMATS
+        self.format_refusal: tuple[int, dict] = (400, {"error": {"message": "response_format is not supported"}})
+        self.per_token_embeddings = False
+        self.echo_authorization = False  # a 401 body repeats the Authorization header (some proxies do)
+        self.served_models: list[str] | None = None
+        self.abandoned = 0  # hanging requests whose client closed the connection before the answer
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._modes: dict[str, str] = {}
@@ -97,6 +152,13 @@ class ProtocolServer:
         self._thread: threading.Thread | None = None
 
     # ---- control --------------------------------------------------------------------------------------
+    def like_llama_cpp_python(self) -> "ProtocolServer":
+        self.accepted_formats = frozenset({"json_object+schema", "json_object", "text"})
+        self.format_refusal = LLAMA_CPP_FORMAT_REFUSAL
+        self.per_token_embeddings = True
+        self.served_models = [LLAMA_CPP_MODEL]
+        return self
+
     def set_mode(self, route: str, mode: str) -> None:
         """Answer every request on `route` ("chat", "embed", "models" or "all") in `mode`."""
         with self._lock:
@@ -222,6 +284,33 @@ class _Handler(BaseHTTPRequestHandler):
         with server._lock:
             server.requests.append(RecordedRequest(method, self.path, api, route,
                                                    {k.lower(): v for k, v in self.headers.items()}, body))
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            if server._slots is None:
+                self._answer(method, route_info, api, route, body)
+            else:
+                with server._slots:
+                    self._answer(method, route_info, api, route, body)
+        finally:
+            with server._lock:
+                server.in_flight -= 1
+
+    def _client_left(self, seconds: float) -> bool:
+        """Wait up to `seconds`; True as soon as the client closes the connection (as llama.cpp checks)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.02))
+            if readable:
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return True
+                except OSError:
+                    return True
+        return False
+
+    def _answer(self, method: str, route_info, api: str, route: str, body: Any) -> None:
+        server = self.owner
         if route_info is None:
             self._send(404, {"error": f"no route {method} {self.path}"})
             return
@@ -229,11 +318,18 @@ class _Handler(BaseHTTPRequestHandler):
         if server.latency:
             time.sleep(server.latency)
         if mode == "hang":
-            time.sleep(server.hang_seconds)
+            if self._client_left(server.hang_seconds):
+                with server._lock:
+                    server.abandoned += 1
+                self.close_connection = True
+                return
             mode = "ok"
         if api == "openai" and server.require_api_key is not None:
             if self.headers.get("Authorization") != f"Bearer {server.require_api_key}":
-                self._send(401, {"error": {"message": "invalid api key"}})
+                message = "invalid api key"
+                if server.echo_authorization:
+                    message += f" in header Authorization: {self.headers.get('Authorization')}"
+                self._send(401, {"error": {"message": message}})
                 return
         if mode == "error":
             self._send(500, {"error": "internal error"})
@@ -249,22 +345,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._embed(api, body, mode)
 
     def _models(self, api: str) -> None:
+        served = self.owner.served_models
         if api == "ollama":
-            self._send(200, {"models": [{"name": "fake-chat:latest", "model": "fake-chat:latest"},
-                                        {"name": "fake-embed:latest", "model": "fake-embed:latest"}]})
+            names = served if served is not None else ["fake-chat:latest", "fake-embed:latest"]
+            self._send(200, {"models": [{"name": name, "model": name} for name in names]})
         else:
-            self._send(200, {"object": "list", "data": [{"id": "fake-chat", "object": "model"},
-                                                        {"id": "fake-embed", "object": "model"}]})
+            names = served if served is not None else ["fake-chat", "fake-embed"]
+            self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in names]})
 
     def _chat(self, api: str, body: dict, mode: str) -> None:
         server = self.owner
-        if api == "openai" and server.reject_json_schema and body["response_format"]["type"] == "json_schema":
-            self._send(400, {"error": {"message": "response_format json_schema is not supported"}})
+        if api == "openai" and response_format_form(body) not in server.accepted_formats:
+            status, payload = server.format_refusal
+            self._send(status, payload)
             return
-        text = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        user = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        text = memory_text(user)
+        response_format = body.get("response_format") or {}
         schema = body.get("format") if api == "ollama" else \
-            (body.get("response_format") or {}).get("json_schema", {}).get("schema")
-        if isinstance(schema, dict) and "insights" in schema.get("properties", {}):
+            response_format.get("json_schema", {}).get("schema") or response_format.get("schema")
+        asks_insights = (isinstance(schema, dict) and "insights" in schema.get("properties", {})) or \
+            (schema is None and '"insights"' in user)
+        if asks_insights:
             # a request for narrative insights: answer in that schema, citing how much it was given
             answer = {"insights": [{"title": "A pattern", "body": f"Derived from {len(text.splitlines())} findings."}]}
         else:
@@ -287,7 +389,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _embed(self, api: str, body: dict, mode: str) -> None:
         dim = self.owner.embedding_dim + (1 if mode == "wrong_dim" else 0)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        vectors = [fake_embedding(text, dim) for text in texts]
+        if self.owner.per_token_embeddings:
+            vectors = [fake_token_embeddings(text, dim) for text in texts]
+        else:
+            vectors = [fake_embedding(text, dim) for text in texts]
         if mode == "out_of_range" and vectors:
             vectors[0] = [0.0] * dim
         if api == "ollama":

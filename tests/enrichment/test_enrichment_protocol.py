@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from enrichment_protocol_server import fake_embedding, fake_enrichment
+from enrichment_protocol_server import fake_embedding, fake_enrichment, memory_text
 from enrichment_store_helpers import FAST, SAMPLE_TEXTS, insert_memories
 
 from codex_dreams.enrichment import (
@@ -16,7 +16,7 @@ from codex_dreams.enrichment import (
     enrich_texts,
     enrichment_json_schema,
 )
-from codex_dreams.enrichment.providers import build_remote_provider
+from codex_dreams.enrichment.providers import ENRICHMENT_MAX_TOKENS, SYSTEM_MESSAGE, build_remote_provider
 
 API_KEY = "sk-test-0123456789-secret"
 
@@ -49,8 +49,10 @@ def test_ollama_chat_and_embed_requests(ollama_settings, server):
         assert body["model"] == "fake-chat:7b"
         assert body["stream"] is False
         assert body["format"] == enrichment_json_schema()
-        assert body["messages"][0]["role"] == "system"
-    assert sorted(body["messages"][-1]["content"] for body in chats) == sorted(texts)
+        assert body["options"]["num_predict"] == ENRICHMENT_MAX_TOKENS
+        assert body["messages"][0] == {"role": "system", "content": SYSTEM_MESSAGE}
+        assert "emotional_salience" in body["messages"][-1]["content"]  # the instructions travel with the memory
+    assert sorted(memory_text(body["messages"][-1]["content"]) for body in chats) == sorted(texts)
     embeds = server.bodies("embed")
     assert embeds == [{"model": "fake-embed", "input": texts}]
 
@@ -73,6 +75,9 @@ def test_openai_requests_carry_schema_model_and_bearer_key(openai_settings, serv
         assert body["response_format"]["type"] == "json_schema"
         assert body["response_format"]["json_schema"]["schema"] == enrichment_json_schema()
         assert body["response_format"]["json_schema"]["strict"] is True
+        assert body["max_tokens"] == ENRICHMENT_MAX_TOKENS
+        assert [m["role"] for m in body["messages"]] == ["system", "user"]
+        assert "egocentric_locations" in body["messages"][1]["content"]
     assert server.bodies("embed") == [{"model": "fake-embedding-3", "input": texts, "encoding_format": "float"}]
     # The server lists embeddings in reverse; the client must order them by `index`.
     for text, result in zip(texts, results):
@@ -81,15 +86,16 @@ def test_openai_requests_carry_schema_model_and_bearer_key(openai_settings, serv
         assert np.allclose(result.embedding, _unit(fake_embedding(text, 16)), atol=1e-6)
 
 
-def test_openai_falls_back_to_json_object_when_json_schema_is_rejected(openai_settings, server, make_settings):
+def test_plain_json_object_server_gets_the_schema_in_the_user_message(openai_settings, server, make_settings):
     settings = make_settings(MAX_CONCURRENCY=1)
-    server.reject_json_schema = True
+    server.accepted_formats = frozenset({"json_object"})  # refuses json_schema and a json_object schema (400)
     results = enrich_texts(SAMPLE_TEXTS[:3], settings, resilience=FAST)
 
-    kinds = [body["response_format"]["type"] for body in server.bodies("chat")]
-    assert kinds == ["json_schema", "json_object", "json_object", "json_object"]
-    json_object_prompt = server.bodies("chat")[1]["messages"][0]["content"]
-    assert "JSON" in json_object_prompt and '"importance"' in json_object_prompt
+    forms = [body["response_format"] for body in server.bodies("chat")]
+    assert forms[0]["type"] == "json_schema" and forms[1] == {"type": "json_object", "schema": enrichment_json_schema()}
+    assert forms[2:] == [{"type": "json_object"}] * 3  # found once, then used for every memory
+    user = server.bodies("chat")[2]["messages"][1]["content"]
+    assert "JSON schema" in user and '"importance"' in user and memory_text(user) == SAMPLE_TEXTS[0]
     assert [r.provider for r in results] == ["openai"] * 3
 
 
