@@ -24,13 +24,13 @@ class RecallWeights(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CODEX_RECALL_W_", env_file=".env", env_file_encoding="utf-8",
                                       extra="ignore", frozen=True)
 
-    # docs/recall.md, "How the defaults were chosen": lexical, dense and associative as before (dense keeps enough
-    # weight that a paraphrase beats an incidental one-word match); the query-independent strength prior is off
-    # by default because it cost 5 points of LoCoMo evidence recall, under leave-one-conversation-out too.
+    # docs/recall.md, "How the defaults were chosen": dense, lexical and associative as before (dense keeps enough
+    # weight that a paraphrase beats an incidental one-word match); context and strength as every fold of a
+    # leave-one-conversation-out selection on LoCoMo chose them (the query-independent strength prior costs points).
     dense: float = Field(default=0.3, ge=0.0, le=100.0)
     lexical: float = Field(default=0.35, ge=0.0, le=100.0)
     associative: float = Field(default=0.25, ge=0.0, le=100.0)
-    context: float = Field(default=0.25, ge=0.0, le=100.0)
+    context: float = Field(default=0.35, ge=0.0, le=100.0)
     strength: float = Field(default=0.0, ge=0.0, le=100.0)
 
     @model_validator(mode="after")
