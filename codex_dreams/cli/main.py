@@ -54,11 +54,33 @@ def handle_errors(fn):
     return wrapper
 
 
+class _OneLineUsageErrors(typer.core.TyperCommand):
+    """Bad options or option values end in one error line and exit 2, not in Click's usage panel."""
+
+    _usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except self._usage_error as error:
+            _fail(f"{error.format_message()} (see `codex {ctx.info_name} --help`)", EXIT_BAD_INPUT)
+
+
 def _print_json(payload) -> None:
     sys.stdout.write(json.dumps(payload, default=str, ensure_ascii=False) + "\n")
 
 
-@app.command()
+@app.callback()
+def _private_files() -> None:
+    # Runs before every command. Everything under CODEX_HOME is private (memories, the Dagster instance, logs):
+    # files 0600, directories 0700. A umask, because most of those files are created by DuckDB, SQLite, Dagster
+    # and dbt, and by the daemon's processes, which inherit it; see codex_dreams.settings.use_private_file_modes.
+    from codex_dreams.settings import use_private_file_modes
+
+    use_private_file_modes()
+
+
+@app.command(cls=_OneLineUsageErrors)
 @handle_errors
 def remember(
     text: str = typer.Argument(..., help="The memory, as text."),
@@ -81,7 +103,7 @@ def remember(
         console.print(f"Remembered [bold]{record.id}[/] at {record.created_at.isoformat()}Z", highlight=False)
 
 
-@app.command("import")
+@app.command("import", cls=_OneLineUsageErrors)
 @handle_errors
 def import_(
     path: Path = typer.Argument(..., help="File to import (.jsonl, .csv or a LoCoMo .json)."),
@@ -451,6 +473,13 @@ def daemon_status(as_json: bool = typer.Option(False, "--json", help="Print as J
         for p in processes:
             state = f"[green]running[/] pid {p.pid}, up {p.uptime_seconds:.0f} s" if p.alive else "[red]stopped[/]"
             console.print(f"{p.name}: {state}", highlight=False)
+        down = [p.name for p in processes if not p.alive]
+        if down and len(down) < len(processes):
+            what = {"daemon": "schedules and sensors are not running (no rhythm fires)",
+                    "webserver": "the UI and `codex consolidate` submissions are unavailable"}
+            for name in down:
+                err_console.print(f"{name} is down: {what.get(name, 'it is not running')}; "
+                                  "`codex daemon restart` brings it back", highlight=False, soft_wrap=True)
         table = Table(title="Rhythms")
         for column in ("rhythm", "cadence", "next tick", "last run"):
             table.add_column(column)
@@ -474,18 +503,6 @@ def daemon_logs(
 
     for line in service.read_logs(get_settings(), lines=lines, level=level):
         sys.stdout.write(line)
-
-
-class _OneLineUsageErrors(typer.core.TyperCommand):
-    """Bad options or option values end in one error line and exit 2, not in Click's usage panel."""
-
-    _usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-    def parse_args(self, ctx, args):
-        try:
-            return super().parse_args(ctx, args)
-        except self._usage_error as error:
-            _fail(f"{error.format_message()} (see `codex {ctx.info_name} --help`)", EXIT_BAD_INPUT)
 
 
 @app.command(cls=_OneLineUsageErrors)

@@ -136,3 +136,51 @@ def test_daemon_runs_the_rhythms_and_stops_cleanly(tmp_path, monkeypatch):
     assert not (home / "run" / "webserver.json").exists()
     after = _codex("daemon", "status", env=env)
     assert after.returncode == 3
+
+
+def test_the_daemon_survives_its_own_parts(tmp_path, monkeypatch):
+    """Kill the dagster-daemon alone, then the webserver alone: status names the part that is down, a
+    consolidation queued for a dead daemon is canceled at once with a sentence (never a silent wait), and
+    `codex daemon restart` brings everything back."""
+    home = tmp_path / "home"
+    port = _free_port()
+    env = {**os.environ, "CODEX_HOME": str(home), "POSTGRES_DB_URL": "", "CODEX_LLM_PROVIDER": "offline",
+           "CODEX_RHYTHMS": "off", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("DUCKDB_PATH", "DAGSTER_HOME"):
+        env.pop(name, None)
+    monkeypatch.chdir(tmp_path)
+
+    def pgid(name: str) -> int:
+        return json.loads((home / "run" / f"{name}.json").read_text())["pgid"]
+
+    def kill(name: str) -> None:
+        group = pgid(name)
+        os.killpg(group, 9)
+        deadline = time.monotonic() + 30
+        while _group_members({group}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    assert _codex("daemon", "start", "--port", str(port), env=env).returncode == 0
+    try:
+        kill("daemon")
+        status = _codex("daemon", "status", env=env)
+        assert status.returncode == 1
+        assert "daemon is down" in status.stderr and "codex daemon restart" in status.stderr
+        assert "webserver is down" not in status.stderr
+
+        queued = _codex("consolidate", "--type", "working", "--json", env=env, timeout=120)
+        assert queued.returncode == 1
+        assert "daemon is not running" in queued.stderr and len(queued.stderr.strip().splitlines()) == 1
+        assert not any(r[1] in ("QUEUED", "STARTING", "STARTED") for r in _runs(home / "dagster_home"))
+
+        restarted = _codex("daemon", "restart", "--port", str(port), env=env)
+        assert restarted.returncode == 0, restarted.stderr
+        assert json.loads(_codex("daemon", "status", "--json", env=env).stdout)["running"] is True
+
+        kill("webserver")
+        status = _codex("daemon", "status", env=env)
+        assert status.returncode == 1 and "webserver is down" in status.stderr
+        assert _codex("daemon", "restart", "--port", str(port), env=env).returncode == 0
+        assert json.loads(_codex("daemon", "status", "--json", env=env).stdout)["running"] is True
+    finally:
+        _codex("daemon", "stop", env=env)
