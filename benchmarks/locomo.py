@@ -80,6 +80,8 @@ RECALL_GRID: list[dict] = [
     {"associative": 0.4},
     {"strength": 0.05},
     {"strength": 0.1},
+    {"creative": 0.3},
+    {"creative": 1.0},
 ]
 
 # Forgetting off: links not reactivated keep their strength (hippocampal and cortical rates alike).

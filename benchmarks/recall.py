@@ -1,4 +1,4 @@
-"""Recall benchmark: latency at 10k and 100k memories, the numpy baseline, DuckDB vss, CLI wall time, LoCoMo.
+"""Recall benchmark: latency at 10k and 100k memories, the numpy baseline, DuckDB vss, CLI wall time.
 
     .venv/bin/python benchmarks/recall.py [--sizes 10000,100000] [--queries 200] [--hnsw-max 10000]
                                           [--locomo ../shared/datasets/locomo/locomo_dev.json] [--no-cli]
@@ -6,7 +6,8 @@
 Prints one JSON object. Everything happens in a temporary CODEX_HOME.
 
 - Latency: a scripted store per size (memory texts mixed from real dialogue turns, so BM25 sees a natural
-  vocabulary; synthetic unit embeddings; ~3 association links per memory), a published snapshot, then
+  vocabulary; synthetic unit embeddings; ~3 association links per memory; episodes of 20), a published
+  snapshot, then
   `Recaller.recall(q, k=10)` in process over distinct real questions: `cold` includes embedding the query
   (MiniLM on the CPU), `warm` repeats the same queries (the query vector is cached, everything else runs).
   Logging for the testing effect is on, as in real use.
@@ -15,9 +16,8 @@ Prints one JSON object. Everything happens in a temporary CODEX_HOME.
 - DuckDB vss: exact `array_cosine_distance` scan and (up to --hnsw-max memories) an HNSW index, query vector
   bound from Python, for the dense part alone.
 - CLI: wall time of `codex query --text ... --json` (a new process: imports, snapshot open, model load).
-- LoCoMo (if the file exists; it is read in place, never copied): one memory per dialogue turn with real
-  embeddings; for every question of categories 1-4, recall@10 = share of its evidence turns in the top 10,
-  for the fused default and for each signal alone.
+
+Recall quality (LoCoMo evidence recall through the real pipeline, against BM25) is `benchmarks/locomo.py`.
 """
 
 from __future__ import annotations
@@ -108,6 +108,11 @@ def _fill_store(con, texts: list[str], vectors: np.ndarray, settings, rng: np.ra
         "embedding_model, embedding_dim) select e.memory_id, left(sha256(m.content), 32), 'offline', ?, "
         "e.embedding, ?, ? from bench_enrichment e join bench_memories m on m.id = e.memory_id",
         [active_model_key(settings), active_embedding_model(settings), dim])
+    # short-term episodes of ~20 memories in a row (about two hours), so episode context has work to do
+    con.execute("create schema if not exists short_term_memory")
+    con.execute("create table if not exists short_term_memory.stm_memories (memory_id varchar, episode_id varchar)")
+    con.execute("insert into short_term_memory.stm_memories select id, 'e' || (row_number() over (order by "
+                "created_at, id) // 20) from bench_memories")
     if links_per_memory:
         a = rng.integers(0, n, n * links_per_memory)
         b = np.clip(a + rng.integers(1, 50, len(a)), 0, n - 1)  # mostly near in time, like real links
@@ -240,67 +245,19 @@ def bench_cli(home: Path, text: str, runs: int = 3) -> dict:
     return {"wall_s": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
 
 
-def bench_locomo(path: Path, base: Path, k: int = 10) -> dict:
-    from codex_dreams.enrichment import embed_texts
-    from codex_dreams.retrieval.config import RecallWeights
-    from codex_dreams.retrieval.engine import Recaller
-    from codex_dreams.retrieval.snapshot import build_snapshot
-    from codex_dreams.settings import load_settings
-    from codex_dreams.store import open_store
-
-    os.environ["CODEX_HOME"] = str(base / "home_locomo")
-    settings = load_settings()
-    from codex_dreams.sources.importers import read_locomo
-
-    records = [line.record for line in read_locomo(path) if line.record is not None]
-    texts = [r.content for r in records]
-    started = time.perf_counter()
-    vectors = embed_texts(texts, settings)
-    embed_s = time.perf_counter() - started
-    with open_store(settings) as con:
-        _fill_store(con, texts, vectors, settings, np.random.default_rng(0), links_per_memory=0,
-                    ids=[r.id for r in records], created=[r.created_at for r in records],
-                    metadata=[r.metadata_json for r in records])
-        build_snapshot(con, settings)
-    turn_of = {r.id: f"{r.metadata['sample_id']}:{r.metadata['dia_id']}" for r in records}
-    _, questions = _locomo(path)
-    evaluated = [(s, q, c, ev) for s, q, c, ev in questions if c in (1, 2, 3, 4) and ev]
-    configs = {
-        "fused_default": None,
-        "dense_only": RecallWeights(dense=1, lexical=0, associative=0, strength=0),
-        "lexical_only": RecallWeights(dense=0, lexical=1, associative=0, strength=0),
-        "dense_lexical": RecallWeights(dense=0.6, lexical=0.4, associative=0, strength=0),
-    }
-    out = {"memories": len(texts), "questions": len(evaluated), "embed_memories_s": round(embed_s, 1), "k": k}
-    for name, weights in configs.items():
-        engine = Recaller(settings, weights=weights)
-        recall_sum, hits = 0.0, 0
-        # one batch: the questions are embedded together (the answers equal one recall per question)
-        responses = engine.recall_many([(i, q[1]) for i, q in enumerate(evaluated)], k, log=False)
-        for (sample, question, _category, evidence), response in zip(evaluated, responses):
-            found = {turn_of[m] for m in response.memory_ids}
-            wanted = {f"{sample}:{e}" for e in evidence}
-            share = len(found & wanted) / len(wanted)
-            recall_sum += share
-            hits += share > 0
-        out[name] = {"recall_at_k": round(recall_sum / len(evaluated), 4), "hit_at_k": round(hits / len(evaluated), 4)}
-        engine.close()
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--hnsw-max", type=int, default=10000, help="build an HNSW index up to this many memories")
-    parser.add_argument("--locomo", type=Path, default=DEFAULT_LOCOMO)
+    parser.add_argument("--locomo", type=Path, default=DEFAULT_LOCOMO,
+                        help="LoCoMo file whose turns and questions make the texts and queries (if present)")
     parser.add_argument("--no-cli", action="store_true")
-    parser.add_argument("--no-locomo", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("CODEX_LLM_PROVIDER", "offline")
     os.environ["POSTGRES_DB_URL"] = ""
     report: dict = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-    pool, questions = _text_pool(args.locomo if not args.no_locomo else None)
+    pool, questions = _text_pool(args.locomo)
     with tempfile.TemporaryDirectory(prefix="codex-recall-bench-") as tmp:
         base = Path(tmp)
         report["sizes"] = []
@@ -310,10 +267,6 @@ def main() -> None:
             largest = max(report["sizes"], key=lambda r: r["memories"])["memories"]
             report["cli"] = {**bench_cli(base / f"home_{largest}", "what did we talk about at dinner"),
                              "memories": largest}
-        if not args.no_locomo and args.locomo.exists():
-            report["locomo"] = bench_locomo(args.locomo, base)
-        elif not args.no_locomo:
-            report["locomo"] = f"skipped: {args.locomo} not found"
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     emit("recall", report)
 

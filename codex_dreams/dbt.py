@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -92,6 +93,55 @@ class StageTranslator(DagsterDbtTranslator):
         if node.get("resource_type") == "model" and len(fqn) > 2:
             spec = spec.replace_attributes(group_name=fqn[1], owners=STAGE_OWNERS)
         return spec
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        # dagster-dbt reads a check's description from the test's meta.description only: use the test's own
+        # dbt description, or for a column_contract the rules it checks, so no check is blank in the UI
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        node = manifest["nodes"].get(unique_id) or {}
+        description = node.get("description") or contract_description(node)
+        return spec._replace(description=description) if description else spec
+
+
+# "{{ ref('stm_memories') }}", "{{ var('working_memory_capacity') }}", "{{ source('raw', 'memories') }}" in test
+# arguments, shown by name (stm_memories, working_memory_capacity, raw.memories)
+_JINJA_NAME = re.compile(r"\{\{\s*(?:ref|var|source)\(([^)]*)\)\s*\}\}")
+
+
+def _jinja_name(match: re.Match) -> str:
+    return ".".join(part.strip().strip("'\"") for part in match.group(1).split(","))
+
+
+def contract_description(node: Mapping[str, Any]) -> str | None:
+    """A readable summary of a column_contract test's rules (tests/generic/column_contract.sql), from its
+    arguments in the manifest; None for any other test."""
+    metadata = node.get("test_metadata") or {}
+    if metadata.get("name") != "column_contract":
+        return None
+    kwargs = metadata.get("kwargs") or {}
+
+    def text(value: Any) -> str:
+        return _JINJA_NAME.sub(_jinja_name, str(value))
+
+    rules = []
+    if kwargs.get("unique"):
+        rules.append("unique: " + ", ".join(map(text, kwargs["unique"])))
+    if kwargs.get("not_null"):
+        rules.append("not null: " + ", ".join(map(text, kwargs["not_null"])))
+    rules += [f"{column} in [{text(low)}, {text(high)}]"
+              for column, (low, high) in (kwargs.get("ranges") or {}).items()]
+    rules += [f"{column} one of {', '.join(map(text, values))}"
+              for column, values in (kwargs.get("accepted_values") or {}).items()]
+    rules += [f"{column} references {text(target[0])}.{target[1]}"
+              for column, target in (kwargs.get("references") or {}).items()]
+    rules += [text(label) for label in (kwargs.get("row_rules") or {})]
+    rules += [f"per {column}: {text(label)}" for column, labels in (kwargs.get("group_rules") or {}).items()
+              for label in labels]
+    model = (node.get("attached_node") or "").rsplit(".", 1)[-1] or "the model"
+    return (f"Column contract of {model} (one query; a failure lists each broken rule with its offending rows): "
+            + "; ".join(rules) + ".")
 
 
 def stage_translator() -> StageTranslator:

@@ -12,6 +12,7 @@ from codex_dreams.dbt import build_dbt_assets
 from codex_dreams.enrichment.asset import memory_enrichment
 from codex_dreams.retrieval.asset import assets as recall_assets
 from codex_dreams.resources import build_resources
+from codex_dreams.settings import use_private_file_modes
 from codex_dreams.stages import (
     consolidation,
     long_term_memory,
@@ -21,6 +22,11 @@ from codex_dreams.stages import (
 )
 
 STAGE_MODULES = (working_memory, short_term_memory, consolidation, long_term_memory)
+
+# The code location's processes (code servers, run workers) write the store, the recall snapshot, dbt's target
+# and compute logs under CODEX_HOME: user-only, as the `codex` command makes them, also when Dagster was started
+# some other way (`dagster dev -m codex_dreams.definitions`). See settings.use_private_file_modes.
+use_private_file_modes()
 
 
 def build_definitions() -> dg.Definitions:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from codex_dreams.settings import Settings
+from codex_dreams.settings import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, Settings
 
 # One writer: every DuckDB-writing step shares a pool of limit 1, and runs are queued one at a time so a
 # sensor burst during a long consolidation waits instead of failing on the file lock.
@@ -37,10 +37,11 @@ def ensure_instance(settings: Settings) -> Path:
     """Create DAGSTER_HOME and its dagster.yaml if missing, add the sections an older version did not write;
     export DAGSTER_HOME for Dagster itself."""
     home = settings.dagster_home_path
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML)
+        with os.fdopen(os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "w") as handle:
+            handle.write(INSTANCE_YAML)
     else:
         _add_missing_sections(config)
     os.environ["DAGSTER_HOME"] = str(home)

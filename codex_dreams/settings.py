@@ -24,6 +24,26 @@ from codex_dreams.errors import InputError
 MAX_MEMORY_CHARS = 20_000
 
 
+# Everything under CODEX_HOME is the user's alone: memories, the Dagster instance (run logs quote them), logs.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+
+def use_private_file_modes() -> None:
+    """Make this process (and every process it starts) create files 0600 and directories 0700.
+
+    A process-wide umask rather than a mode at each place a file is made: most files under CODEX_HOME are
+    created by DuckDB (the store, its WAL, the recall snapshot), SQLite (the inbox, the recall log, Dagster's
+    run, event and schedule storage), Dagster (compute logs) and dbt (target/, dbt.log), none of which takes a
+    mode, and the daemon's processes and run workers inherit it. Called by the `codex` command before any
+    command and by the Dagster code location; bits the user's umask already masks stay masked. The directories
+    the project creates itself also get PRIVATE_DIR_MODE explicitly, which protects the files inside when
+    another process (a library caller of `codex_dreams.api`) keeps a looser umask.
+    """
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
+
+
 class SettingsError(InputError):
     """A configuration value is invalid; the message names the variable."""
 
@@ -182,7 +202,7 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for path in (self.codex_home.expanduser(), self.database_path.parent, self.dagster_home_path,
                      self.logs_dir, self.run_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
 
     def describe(self) -> dict:
         """Settings safe to print: secrets redacted."""

@@ -74,3 +74,30 @@ def test_daemon_logs_filter_by_level(settings):
     ]
     last = runner.invoke(app, ["daemon", "logs", "--lines", "1"])
     assert last.stdout.splitlines() == ["[daemon] 2026-11-25 10:00:02 +0000 - dagster.daemon - WARNING - slow"]
+
+
+def test_metrics_sum_what_cycles_did_and_report_states_from_the_last_cycle(store):
+    """Counts of work (links strengthened) add up over the period; a state (links after, mean strength after,
+    a scale factor) is the last cycle's of its type, never summed, and floats are rounded for people."""
+    from datetime import datetime
+
+    from codex_dreams.commands.metrics import store_metrics
+
+    rows = [("hippocampal", "hippocampal:2026-11-02T10", {"strengthened": 3, "links_after": 10,
+                                                           "mean_strength_after": 0.30000000000000004}),
+            ("homeostasis", "homeostasis:2026-W45", {"scaled": 10, "scale_factor": 1.5, "links_after": 9,
+                                                      "mean_strength_after": 0.45}),
+            ("hippocampal", "hippocampal:2026-11-02T11", {"strengthened": 2, "links_after": 12,
+                                                           "mean_strength_after": 0.31})]
+    for minute, (cycle_type, key, counts) in enumerate(rows):
+        at = datetime(2026, 11, 2, 12, minute)
+        store.execute("insert into consolidation.cycle_ledger (cycle_type, cycle_key, as_of, started_at, finished_at, "
+                      "counts, params, run_id) values (?, ?, ?, ?, ?, ?, '{}', 'r')",
+                      [cycle_type, key, at, at, at, json.dumps(counts)])
+    metrics = store_metrics(store, datetime(2026, 11, 1))
+    assert metrics["cycles"] == 3
+    assert metrics["consolidation_sums"] == {"strengthened": 5, "scaled": 10}
+    assert metrics["consolidation_last_cycle"] == {
+        "hippocampal": {"cycle_key": "hippocampal:2026-11-02T11", "links_after": 12, "mean_strength_after": 0.31},
+        "homeostasis": {"cycle_key": "homeostasis:2026-W45", "scale_factor": 1.5, "links_after": 9,
+                        "mean_strength_after": 0.45}}

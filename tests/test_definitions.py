@@ -46,6 +46,23 @@ def test_raw_memories_is_the_sensory_input(defs):
     assert spec.group_name == "sensory_input"
 
 
+def test_every_asset_has_a_meaningful_group_and_every_check_a_description(defs):
+    """What the UI shows a new user: no stray `default` group (an undeclared dependency lands there with an
+    empty lineage), and no asset check without a sentence saying what it checks."""
+    from dagster import AssetKey
+
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    assert sorted(k.to_user_string() for k, s in specs.items() if s.group_name in (None, "default")) == []
+    stage_runs = specs[AssetKey(["meta", "stage_runs"])]
+    assert stage_runs.group_name == "monitoring" and stage_runs.description
+    checks = {spec.key.name: spec for a in defs.resolve_asset_graph().assets_defs for spec in a.check_specs}
+    assert "stm_memories_column_contract" in checks and "assert_stm_episodes_cover_memories" in checks
+    assert sorted(name for name, spec in checks.items() if not (spec.description or "").strip()) == []
+    # a column contract's description lists its rules, with dbt's ref()/var() shown by name
+    contract = checks["stm_memories_column_contract"].description
+    assert "episode_id references stm_episodes.episode_id" in contract and "{{" not in contract
+
+
 def test_every_asset_that_writes_duckdb_is_in_the_writer_pool(defs):
     assets = [a for a in _ops_touching_the_store(defs) if a.keys]
     assert assets, "no asset uses the store?"

@@ -41,6 +41,9 @@ def test_insights_cite_real_memories_and_are_stored(demo_store):
     assert report["period_end"].startswith("2026-11-09")
     people = next(i for i in report["insights"] if i["kind"] == "people")
     assert "Tom" in people["body"] or "Sam" in people["body"]
+    # the demo text once began "people=Sam|...", and "people" led the recurring topics
+    topics = next(i for i in report["insights"] if i["kind"] == "topics")
+    assert "people (" not in topics["body"].lower(), topics["body"]
 
 
 def test_running_twice_replaces_instead_of_duplicating(demo_store):

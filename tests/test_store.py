@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime
 
 import duckdb
@@ -99,17 +98,36 @@ def hold(path, seconds: float = 300) -> subprocess.Popen:
     return proc
 
 
-def test_store_busy_error_names_the_file_and_waits_a_bounded_time(settings):
+class FakeClock:
+    """Stands in for the `time` module of duckdb_store: sleeping advances the clock at once."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_store_busy_error_names_the_file_and_waits_a_bounded_time(settings, monkeypatch):
     with open_store(settings):
         pass
     holder = hold(settings.database_path)
     try:
         for read_only in (False, True):  # while held read-write, nobody else can open it at all
-            started = time.monotonic()
-            with pytest.raises(StoreBusyError) as caught:
-                connect(settings.database_path, read_only=read_only, wait_seconds=0.5)
-            waited = time.monotonic() - started
-            assert 0.4 <= waited < 3
+            clock = FakeClock()
+            with monkeypatch.context() as patch:
+                patch.setattr(duckdb_store, "time", clock)
+                with pytest.raises(StoreBusyError) as caught:
+                    connect(settings.database_path, read_only=read_only, wait_seconds=0.5)
+            # retries with a growing pause (0.05, 0.1, 0.2, 0.4 s: 0.75 s in all) until the 0.5 s deadline has
+            # passed, then gives up: it waited for the lock, and stopped within one pause of the deadline
+            assert len(clock.sleeps) >= 3 and clock.sleeps == sorted(clock.sleeps)
+            assert 0.5 <= clock.now < 0.5 + max(clock.sleeps)
             assert str(caught.value) == (
                 f"The memory store {settings.database_path} is in use by another process (a pipeline run?); "
                 "try again when it finishes."
@@ -125,17 +143,34 @@ def test_store_busy_error_names_the_file_and_waits_a_bounded_time(settings):
         assert versions(con)[-1] == SCHEMA_VERSION
 
 
-def test_connect_waits_for_a_short_holder(settings):
+def test_connect_waits_for_a_short_holder(settings, monkeypatch):
     with open_store(settings):
         pass
-    holder = hold(settings.database_path, seconds=1.0)
+    code = ("import duckdb, sys\ncon = duckdb.connect(sys.argv[1])\nprint('held', flush=True)\n"
+            "sys.stdin.readline()\ncon.close()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(settings.database_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+
+    class ReleasingClock(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if len(self.sleeps) == 1:  # the first attempt found the file locked: the holder lets go now
+                holder.stdin.write("release\n")
+                holder.stdin.flush()
+                holder.wait(timeout=60)
+
+    clock = ReleasingClock()
     try:
-        started = time.monotonic()
-        con = connect(settings.database_path, wait_seconds=30)
+        with monkeypatch.context() as patch:
+            patch.setattr(duckdb_store, "time", clock)
+            con = connect(settings.database_path, wait_seconds=30)
+        assert con.execute("select max(version) from meta.schema_version").fetchone()[0] == SCHEMA_VERSION
         con.close()
-        assert time.monotonic() - started < 15
+        assert clock.sleeps == [0.05]  # refused once while held, opened on the retry after the release
     finally:
-        holder.wait(timeout=30)
+        holder.kill()
+        holder.wait()
 
 
 def test_other_io_errors_are_not_called_busy(tmp_path):

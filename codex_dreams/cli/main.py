@@ -295,8 +295,16 @@ def metrics(
     for key in ("memories_ingested", "memories_enriched", "memories_attended", "episodes", "cycles", "recalls"):
         if store.get(key) is not None:
             console.print(f"  {key.replace('_', ' ')}: {store[key]}", highlight=False)
-    for key, value in sorted(store.get("consolidation_counts", {}).items()):
-        console.print(f"  links {key.replace('_', ' ')}: {value:g}", highlight=False)
+    cycles = store.get("cycles") or 0
+    for key, value in sorted(store.get("consolidation_sums", {}).items()):
+        console.print(f"  consolidation {key.replace('_', ' ')}: {value:g} (sum over {cycles} cycles)",
+                      highlight=False)
+    for cycle_type, last in sorted((store.get("consolidation_last_cycle") or {}).items()):
+        last = dict(last)
+        key = last.pop("cycle_key", "?")
+        state = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in sorted(last.items()))
+        console.print(f"  after the last {cycle_type.replace('_', ' ')} cycle ({key}): {state or '-'}",
+                      highlight=False)
     table = Table(title="Runs")
     for column in ("stage", "runs", "ok", "failed", "mean s", "max s"):
         table.add_column(column)

@@ -39,6 +39,16 @@ def parse_period(text: str) -> timedelta:
 
 
 
+# Ledger figures that describe the links after a cycle rather than what it did: reported as the last cycle's.
+STATE_AFTER_CYCLE = frozenset({"links_after", "mean_strength_after", "links_before", "mean_before",
+                               "mean_after_scaling", "scale_factor", "memories_seen"})
+
+
+def _readable(value: float) -> float:
+    """Floats rounded for people (0.30000000000000004 -> 0.3); integers unchanged."""
+    return value if isinstance(value, int) else round(float(value), 4)
+
+
 def _count(con, schema: str, table: str, where: str, params: list) -> int | None:
     if not relation_exists(con, schema, table):
         return None
@@ -60,16 +70,28 @@ def store_metrics(con, since: datetime) -> dict:
         metrics["episodes"] = int(con.execute(
             "select count(distinct s.episode_id) from short_term_memory.stm_memories s "
             "join raw.memories m on m.id = s.memory_id where m.ingested_at >= ?", [since]).fetchone()[0])
-    links: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    last: dict = {}
     if relation_exists(con, "consolidation", "cycle_ledger"):
-        for (counts,) in con.execute(
-                "select counts from consolidation.cycle_ledger where finished_at >= ?", [since]).fetchall():
-            for key, value in (json.loads(counts) if isinstance(counts, str) else (counts or {})).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    links[key] = links.get(key, 0) + value
+        for cycle_type, cycle_key, counts in con.execute(
+                "select cycle_type, cycle_key, counts from consolidation.cycle_ledger where finished_at >= ? "
+                "order by finished_at, cycle_key", [since]).fetchall():
+            values = json.loads(counts) if isinstance(counts, str) else (counts or {})
+            state = {"cycle_key": cycle_key}
+            for key, value in values.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                if key in STATE_AFTER_CYCLE:
+                    state[key] = _readable(value)
+                else:
+                    sums[key] = sums.get(key, 0) + value
+            last[cycle_type] = state
         metrics["cycles"] = int(con.execute(
             "select count(*) from consolidation.cycle_ledger where finished_at >= ?", [since]).fetchone()[0])
-    metrics["consolidation_counts"] = links
+    # one meaning per figure: what the cycles did is summed over the period; a state (link count, mean strength,
+    # scale factor) is the last cycle's of each type, never added up
+    metrics["consolidation_sums"] = {key: _readable(value) for key, value in sums.items()}
+    metrics["consolidation_last_cycle"] = last
     if relation_exists(con, "monitoring", "memory_pipeline_metrics"):
         cursor = con.execute("select * from monitoring.memory_pipeline_metrics")
         columns = [d[0] for d in cursor.description]

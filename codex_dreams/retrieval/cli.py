@@ -16,14 +16,16 @@ def read_queries(path: Path) -> list[tuple[object, str]]:
     """(id, text) per non-blank JSONL line; InvalidQuery naming the line for anything else."""
     name = "stdin" if str(path) == "-" else path.name
     if str(path) == "-":
-        lines = sys.stdin.read().splitlines()
+        lines = sys.stdin.read().split("\n")
     else:
         if not path.exists():
             raise InvalidQuery(f"query file {path} does not exist")
         if not path.is_file():
             raise InvalidQuery(f"query file {path} is not a file")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            # split on "\n" only: str.splitlines() also splits inside a JSON string at U+2028, NEL and the like,
+            # which JSON writers leave unescaped (json.dumps(..., ensure_ascii=False)); "\r" is JSON whitespace
+            lines = path.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError:
             raise InvalidQuery(f"query file {path} is not UTF-8 text") from None
         except OSError as error:
@@ -36,6 +38,10 @@ def read_queries(path: Path) -> list[tuple[object, str]]:
             obj = json.loads(line)
         except json.JSONDecodeError as error:
             raise InvalidQuery(f"{name} line {number}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise InvalidQuery(f"{name} line {number}: JSON nested too deeply") from None
+        except ValueError:  # a number with more digits than Python reads
+            raise InvalidQuery(f"{name} line {number}: not valid JSON (a number is too long)") from None
         if not isinstance(obj, dict):
             raise InvalidQuery(f'{name} line {number}: expected an object like {{"id": "q1", "text": "..."}}')
         if "text" not in obj:
@@ -43,6 +49,11 @@ def read_queries(path: Path) -> list[tuple[object, str]]:
         query_id = obj.get("id", number)
         if isinstance(query_id, bool) or not isinstance(query_id, (str, int)):
             raise InvalidQuery(f'{name} line {number}: "id" must be a string or an integer')
+        if isinstance(query_id, str) and not query_id.isascii():
+            try:
+                query_id.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON): the answer could not be printed
+                raise InvalidQuery(f'{name} line {number}: "id" is not valid Unicode text') from None
         try:
             text = validate_text(obj["text"])
         except InvalidQuery as error:

@@ -32,6 +32,10 @@ class RecallWeights(BaseSettings):
     associative: float = Field(default=0.25, ge=0.0, le=100.0)
     context: float = Field(default=0.35, ge=0.0, le=100.0)
     strength: float = Field(default=0.0, ge=0.0, le=100.0)
+    # Not a fusion weight: what a REM-sleep (creative) link carries in associative spreading, relative to the
+    # hebbian, temporal and semantic links. Creative links are remote associations made in sleep (for insights),
+    # not evidence that two memories belong together: every leave-one-out fold on LoCoMo chose 0.
+    creative: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _not_all_zero(self):
@@ -44,7 +48,7 @@ class RecallWeights(BaseSettings):
         return self.dense + self.lexical + self.associative + self.context + self.strength
 
     def as_dict(self) -> dict[str, float]:
-        return {name: float(getattr(self, name)) for name in SIGNALS}
+        return {name: float(getattr(self, name)) for name in (*SIGNALS, "creative")}
 
 
 def load_weights(**overrides) -> RecallWeights:

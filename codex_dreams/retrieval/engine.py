@@ -442,7 +442,8 @@ class Recaller:
                 # unless it is relevant itself.
                 seeds = {row: float(prelim[np.searchsorted(candidates, row)]) for row in seed_rows}
                 activation, paths = snap.graph.spread(seeds, hops=shape.hops, decay=shape.hop_decay,
-                                                      fan_out=shape.fan_out, frontier=shape.frontier)
+                                                      fan_out=shape.fan_out, frontier=shape.frontier,
+                                                      type_factors={"creative": w.creative})
                 if activation:
                     candidates = np.union1d(candidates, np.fromiter(activation, dtype=np.int64))
         def base_values(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -553,6 +554,11 @@ def validate_text(text) -> str:
         raise InvalidQuery(f"the query text is {len(text):,} characters; the limit is {MAX_QUERY_CHARS:,}")
     if "\x00" in text:
         raise InvalidQuery("the query text must not contain NUL characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the answer could not even be printed
+            raise InvalidQuery("the query text is not valid Unicode text") from None
     return text
 
 

@@ -58,9 +58,16 @@ class AssociationGraph:
     def _type(self, code: int) -> str:
         return self.link_types[code] if 0 <= code < len(self.link_types) else "unknown"
 
-    def spread(self, seeds: dict[int, float], *, hops: int, decay: float, fan_out: int,
-               frontier: int) -> tuple[dict[int, float], dict[int, list[ActivationPath]]]:
-        """Activation received through links per row, and the paths that delivered it (strongest first)."""
+    def spread(self, seeds: dict[int, float], *, hops: int, decay: float, fan_out: int, frontier: int,
+               type_factors: dict[str, float] | None = None
+               ) -> tuple[dict[int, float], dict[int, list[ActivationPath]]]:
+        """Activation received through links per row, and the paths that delivered it (strongest first).
+        `type_factors` scales what a link of a type carries (default 1)."""
+        factor_of_code = [float((type_factors or {}).get(name, 1.0)) for name in self.link_types]
+
+        def carried(weight: float, code: int) -> float:
+            return weight * (factor_of_code[code] if 0 <= code < len(factor_of_code) else 1.0)
+
         activation: dict[int, float] = defaultdict(float)
         paths: dict[int, list[ActivationPath]] = defaultdict(list)
         if not self or not seeds or hops < 1:
@@ -68,7 +75,7 @@ class AssociationGraph:
         for seed, seed_activation in seeds.items():
             targets, weights, types = self.neighbours(seed, fan_out)
             for target, weight, code in zip(targets, weights, types):
-                delivered = seed_activation * weight * decay
+                delivered = seed_activation * carried(weight, code) * decay
                 if delivered < MIN_CONTRIBUTION:
                     continue
                 activation[target] += delivered
@@ -83,7 +90,7 @@ class AssociationGraph:
                 for target, weight, code in zip(targets, weights, types):
                     if target in seeds or target == middle:
                         continue
-                    delivered = first[middle] * weight * decay
+                    delivered = first[middle] * carried(weight, code) * decay
                     if delivered < MIN_CONTRIBUTION:
                         continue
                     activation[target] += delivered

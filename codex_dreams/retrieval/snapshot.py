@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from codex_dreams.errors import OperationalError
+from codex_dreams.settings import PRIVATE_DIR_MODE
 
 SNAPSHOT_FORMAT = 1
 CURRENT_FILE = "CURRENT"
@@ -59,7 +60,6 @@ FTS_STOPWORDS = "english"
 # Letters and digits of any script are kept (the fts default keeps only a-z, dropping "2023" or "LH1234").
 FTS_IGNORE = r"[^\p{L}\p{N}]+"
 LINK_TYPES = ("hebbian", "semantic", "temporal", "creative")
-RECENCY_HALF_LIFE_DAYS = 30.0
 _STALE_TMP_SECONDS = 3600
 
 
@@ -323,6 +323,20 @@ def _read_strength_inputs(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
                     values = np.full(n, np.nan, dtype=np.float64)
                     values[rows] = np.asarray(column.to_pylist(), dtype=np.float64)
                 out[name] = values
+    # Memories not (yet) in long-term memory still have a strength: their consolidation strength, else their
+    # decayed short-term strength, so every live memory gets one from the same model.
+    for schema, table, column, name in (("consolidation", "memory_consolidation", "consolidation_strength",
+                                         "consolidation_strength"),
+                                        ("short_term_memory", "stm_memories", "strength", "stm_strength")):
+        if n and {"memory_id", column} <= _columns(con, schema, table):
+            found.setdefault("other_columns", []).append(f"{table}.{column}")
+            result = con.execute(f"""
+                select r.row_id, any_value(s.{column}) as value
+                from snapshot_rows as r join {schema}.{table} as s on s.memory_id = r.id group by r.row_id
+            """).fetchnumpy()
+            values = np.full(n, np.nan, dtype=np.float64)
+            values[result["row_id"].astype(np.int64)] = result["value"].astype(np.float64)
+            out[name] = values
     access = _columns(con, "long_term_memory", "access_log")
     if n and {"memory_id", "accessed_at"} <= access:
         found["access_log"] = True
@@ -342,19 +356,26 @@ def _read_strength_inputs(con, n: int) -> tuple[dict[str, np.ndarray], dict]:
     return out, found
 
 
-def strength_prior(created_at_s: np.ndarray, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, float | None]:
-    """The retrieval-strength signal in [0, 1] per memory (docs/recall.md, "strength").
+def strength_prior(created_at_s: np.ndarray, inputs: dict[str, np.ndarray],
+                   params: dict | None = None) -> tuple[np.ndarray, float | None]:
+    """The retrieval-strength signal in [0, 1] per memory (docs/recall.md, "strength"), with the dbt vars
+    `recall_strength_weights`, `recall_recency_half_life_days` and `recall_practice_scale`:
 
-    0.4 x consolidation (LTM retrieval_strength, else LTM strength, else stability relative to the largest)
-    + 0.3 x recency (half-life 30 days, measured from the newest memory in the snapshot: event time)
-    + 0.3 x practice (1 - exp(-accesses / 3), the testing effect).
+    w_consolidation x consolidation (the first the memory has of: LTM retrieval_strength, LTM strength, its
+        consolidation strength, its decayed short-term strength; else stability relative to the largest)
+    + w_recency x recency (halves every half-life, measured from the newest memory in the snapshot: event time)
+    + w_practice x practice (1 - exp(-accesses / scale), the testing effect).
     """
+    from codex_dreams.params import biological_params
+
+    params = params or biological_params()
+    weights = params["recall_strength_weights"]
     n = len(created_at_s)
     if n == 0:
         return np.zeros(0, dtype=np.float32), None
     consolidation = np.zeros(n, dtype=np.float64)
     filled = np.zeros(n, dtype=bool)
-    for name in ("retrieval_strength", "strength"):
+    for name in ("retrieval_strength", "strength", "consolidation_strength", "stm_strength"):
         values = inputs.get(name)
         if values is not None:
             take = ~filled & ~np.isnan(values)
@@ -367,10 +388,12 @@ def strength_prior(created_at_s: np.ndarray, inputs: dict[str, np.ndarray]) -> t
             consolidation[take] = np.clip(stability[take] / np.nanmax(stability[take]), 0.0, 1.0)
     reference = float(np.max(created_at_s))
     age_days = np.maximum(reference - created_at_s, 0.0) / 86400.0
-    recency = np.power(0.5, age_days / RECENCY_HALF_LIFE_DAYS)
+    recency = np.power(0.5, age_days / float(params["recall_recency_half_life_days"]))
     accesses = inputs.get("access_count")
-    practice = 1.0 - np.exp(-accesses / 3.0) if accesses is not None else np.zeros(n)
-    prior = 0.4 * consolidation + 0.3 * recency + 0.3 * practice
+    practice = 1.0 - np.exp(-accesses / float(params["recall_practice_scale"])) if accesses is not None \
+        else np.zeros(n)
+    prior = (float(weights["consolidation"]) * consolidation + float(weights["recency"]) * recency
+             + float(weights["practice"]) * practice)
     return np.clip(prior, 0.0, 1.0).astype(np.float32), reference
 
 
@@ -662,13 +685,13 @@ def build_snapshot(con, settings, *, keep: int = KEEP_VERSIONS, log=None) -> Sna
 
     started = time.perf_counter()
     root = recall_dir(settings)
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)  # the snapshot holds every memory's text
     memories = _read_memories(con)
     n = memories.num_rows
     row_ids = pa.array(np.arange(n, dtype=np.int32))
     version = _new_version()
     tmp = root / f".tmp-{version}"
-    tmp.mkdir()
+    tmp.mkdir(mode=PRIVATE_DIR_MODE)
     try:
         return _build_version(con, settings, memories, row_ids, version, tmp, started, keep, log)
     except BaseException:
@@ -740,7 +763,7 @@ def _build_version(con, settings, memories, row_ids, version: str, tmp: Path, st
         "graph": graph_info,
         "strength": {"reference_time": (datetime.fromtimestamp(reference, timezone.utc).isoformat()
                                          if reference is not None else None),
-                     "recency_half_life_days": RECENCY_HALF_LIFE_DAYS, **found},
+                     **found},
         "build_seconds": None,
     }
     manifest["checksums"] = {path.name: file_checksum(path) for path in sorted(tmp.iterdir())

@@ -23,6 +23,7 @@ from typing import Iterator
 from codex_dreams.errors import InputError
 from codex_dreams.sources.records import (
     InvalidMemory,
+    JsonTooDeep,
     MemoryRecord,
     json_error_text,
     loads_strict,
@@ -97,7 +98,10 @@ def read_jsonl(path: Path) -> Iterator[ParsedLine]:
             except json.JSONDecodeError as error:
                 yield ParsedLine(number, error=f"not valid JSON ({json_error_text(error)})")
                 continue
-            except ValueError as error:  # NaN / Infinity
+            except JsonTooDeep as error:
+                yield ParsedLine(number, error=f"JSON {error}")
+                continue
+            except ValueError as error:  # NaN / Infinity, a number too long to read
                 yield ParsedLine(number, error=f"not valid JSON ({error})")
                 continue
             try:
@@ -106,11 +110,20 @@ def read_jsonl(path: Path) -> Iterator[ParsedLine]:
                 yield ParsedLine(number, error=str(error))
 
 
+# csv's default limit, 128 KiB per field, refused a memory whose metadata JSON is larger, and a JSON Lines file
+# takes it. No field can be larger than the file, which is read a row at a time.
+_CSV_FIELD_LIMIT = 2**31 - 1
+
+
 def read_csv(path: Path) -> Iterator[ParsedLine]:
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     # utf-8-sig: spreadsheet exports often start with a byte-order mark.
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        reader = csv.DictReader(handle, dialect=dialect)
+        # strict: a quote that is never closed is an error, not a field that silently swallows every later line
+        # into one memory (nor is text after a closing quote, as in `"a"b`).
+        reader = csv.DictReader(handle, dialect=dialect, strict=True)
         rows = iter(reader)
         try:
             fieldnames = reader.fieldnames
@@ -121,6 +134,7 @@ def read_csv(path: Path) -> Iterator[ParsedLine]:
         if not fieldnames or "content" not in fieldnames:
             raise ImportFormatError(f"{path.name} has no 'content' column in its header row")
         while True:
+            row_start = reader.line_num + 1  # csv does not count the lines of a row it refuses
             try:
                 row = next(rows)
             except StopIteration:
@@ -130,7 +144,7 @@ def read_csv(path: Path) -> Iterator[ParsedLine]:
                 yield ParsedLine(reader.line_num + 1, error="not valid UTF-8 text (the rest of the file is skipped)")
                 return
             except csv.Error as error:
-                yield ParsedLine(reader.line_num, error=f"not valid CSV ({error}; the rest of the file is skipped)")
+                yield ParsedLine(row_start, error=f"not valid CSV ({error}; the rest of the file is skipped)")
                 return
             number = reader.line_num
             if None in row:
@@ -166,6 +180,10 @@ def read_locomo(path: Path) -> Iterator[ParsedLine]:
         raise ImportFormatError(f"{path.name} is not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise ImportFormatError(f"{path.name} is not valid JSON (line {error.lineno}: {json_error_text(error)})") from None
+    except RecursionError:
+        raise ImportFormatError(f"{path.name} is not a LoCoMo file (its JSON is nested too deeply to read)") from None
+    except ValueError as error:  # e.g. a number with more digits than Python reads
+        raise ImportFormatError(f"{path.name} is not valid JSON ({error})") from None
     if not isinstance(samples, list):
         raise ImportFormatError(f"{path.name} is not a LoCoMo file (expected a JSON list of conversations)")
     number = 0

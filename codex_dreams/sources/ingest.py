@@ -120,6 +120,9 @@ def import_path(path: Path | str, *, fmt: str = "auto", strict: bool = False,
     if report.rejected and (strict or not records):
         report.refused = True
         raise ImportRefused(report, "--strict" if strict else "no valid lines")
+    if not records:  # an empty file (or blank lines only): nothing written, and nothing waits for a busy store
+        report.stored = 0 if report.destination == "embedded" else None
+        return report
     if drain and records and not settings.postgres_db_url:
         stored = store_now(records, settings)
         if stored is not None:

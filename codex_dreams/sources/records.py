@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -92,6 +93,39 @@ def _reject_nan(constant: str):
     raise ValueError(f"{constant} is not allowed")
 
 
+# Metadata is a small description of a memory, not a document: 64 levels is far more than any real use needs,
+# and a bound keeps every later reader (json, DuckDB's json functions, dbt models, the export) away from their
+# recursion limits. Without it, metadata nested ~1,000 levels deep crashed the import with a RecursionError.
+MAX_METADATA_DEPTH = 64
+
+
+class JsonTooDeep(ValueError):
+    """JSON text nested too deeply to decode (Python's recursion limit); a bad line, not a crash."""
+
+    def __init__(self) -> None:
+        super().__init__(f"nested more than {MAX_METADATA_DEPTH} levels deep")
+
+
+def nested_deeper_than(value, limit: int = MAX_METADATA_DEPTH) -> bool:
+    """Whether dicts and lists in `value` nest more than `limit` levels (the value itself is level 1).
+
+    Iterative, so any depth is measured without recursion; a container reached again is walked again only when
+    reached deeper than before, so shared and even circular references end (a cycle is infinitely deep)."""
+    deepest: dict[int, int] = {}
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if deepest.get(id(item), 0) >= depth:
+            continue
+        deepest[id(item)] = depth
+        for child in (item.values() if isinstance(item, dict) else item):
+            if isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+    return False
+
+
 # Built once: json.loads/json.dumps with options build a new decoder/encoder on every call (a hot spot in bulk
 # imports).
 _STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_nan)
@@ -99,8 +133,17 @@ _METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_n
 
 
 def loads_strict(text: str):
-    """json.loads that refuses NaN/Infinity (not JSON; PostgreSQL's jsonb rejects them)."""
-    return _STRICT_DECODER.decode(text)
+    """json.loads that refuses NaN/Infinity (not JSON; PostgreSQL's jsonb rejects them), and raises JsonTooDeep
+    (a ValueError) for text nested too deeply to decode instead of a RecursionError."""
+    try:
+        return _STRICT_DECODER.decode(text)
+    except RecursionError:
+        raise JsonTooDeep() from None
+    except ValueError as error:
+        if not isinstance(error, json.JSONDecodeError) and str(error).startswith("Exceeds the limit"):
+            # int('1' * 5000): Python's message advises sys.set_int_max_str_digits(), which no user can act on
+            raise ValueError(f"a number has more than {sys.get_int_max_str_digits():,} digits") from None
+        raise
 
 
 def metadata_to_json(metadata: dict) -> str:
@@ -109,7 +152,14 @@ def metadata_to_json(metadata: dict) -> str:
         return "{}"
     try:
         text = _METADATA_ENCODER.encode(metadata)
-    except ValueError:
+    except RecursionError:  # a dict built in Python, not checked by parse_metadata
+        raise InvalidMemory(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep") from None
+    except ValueError as error:
+        if str(error).startswith("Exceeds the limit"):
+            raise InvalidMemory(f"metadata has a number with more than {sys.get_int_max_str_digits():,} digits") \
+                from None
+        if "Circular reference" in str(error):
+            raise InvalidMemory("metadata must not refer to itself") from None
         raise InvalidMemory("metadata must not contain NaN or Infinity") from None
     except TypeError as error:
         raise InvalidMemory(f"metadata is not JSON-serializable ({error})") from None
@@ -132,17 +182,24 @@ def parse_metadata(value) -> dict:
             value = loads_strict(value)
         except json.JSONDecodeError as error:
             raise InvalidMemory(f"metadata is not valid JSON ({json_error_text(error)})") from None
-        except ValueError as error:  # NaN / Infinity
+        except JsonTooDeep as error:
+            raise InvalidMemory(f"metadata is {error}") from None
+        except ValueError as error:  # NaN / Infinity, a number too long to read
             raise InvalidMemory(f"metadata is not valid JSON ({error})") from None
     if not isinstance(value, dict):
         raise InvalidMemory(f"metadata must be a JSON object, not {type(value).__name__}")
+    if value and nested_deeper_than(value):
+        raise InvalidMemory(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
     return value
 
 
 def memory_id_for(content: str, created_at: datetime) -> str:
     """uuid5(namespace, created_at + content) as text (hand-rolled: uuid.uuid5 is the import's hot spot)."""
     digest = bytearray(
-        hashlib.sha1(_ID_NAMESPACE_BYTES + f"{created_at.isoformat()}\x1f{content}".encode("utf-8")).digest()[:16]
+        # surrogatepass: the same bytes as utf-8 for any valid text; text with a lone surrogate (refused by
+        # make_record, but an importer derives an id first) or a file name that is not UTF-8 still gets an id
+        hashlib.sha1(_ID_NAMESPACE_BYTES + f"{created_at.isoformat()}\x1f{content}".encode("utf-8", "surrogatepass"))
+        .digest()[:16]
     )
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
@@ -187,6 +244,11 @@ def make_record(content, *, at=None, metadata=None, source: str = "cli", memory_
             raise InvalidMemory("id must be 1 to 200 characters")
         if "\x00" in memory_id:
             raise InvalidMemory("id must not contain NUL characters")
+        if not memory_id.isascii():
+            try:
+                memory_id.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no database or file can store it
+                raise InvalidMemory("id is not valid Unicode text") from None
     return MemoryRecord(
         id=memory_id or memory_id_for(text, created),
         content=text,

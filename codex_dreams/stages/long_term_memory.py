@@ -256,7 +256,8 @@ def every_long_term_memory_in_one_column(con: duckdb.DuckDBPyConnection) -> dg.A
     )
 
 
-assets: list = [ltm_clusters, ltm_report]
+# reporting.STAGE_RUNS belongs to the monitoring group, which has no Python stage module of its own
+assets: list = [ltm_clusters, ltm_report, reporting.STAGE_RUNS]
 asset_checks: list = [stage_checks("long_term_memory_checks", [
     StoreCheck(dg.AssetCheckSpec(
         "every_long_term_memory_in_one_column", asset=LTM_CLUSTERS,

@@ -7,9 +7,23 @@ import math
 from datetime import datetime, timezone
 from typing import Mapping, Sequence
 
+import dagster as dg
 import duckdb
 
+from codex_dreams.pools import STAGE_OWNERS
+
 BAR_WIDTH = 30
+
+# meta.stage_runs is written by every asset (record_stage_run) and by dbt's on-run-end hook, and read by the
+# monitoring view memory_pipeline_metrics. Declared here so the UI shows it in the monitoring group with what it
+# holds; without a spec Dagster made it a bare stub in a `default` group whose lineage was an empty graph.
+# An external asset: nothing materializes it on its own, and group selections of jobs leave it out.
+STAGE_RUNS = dg.AssetSpec(
+    ["meta", "stage_runs"], group_name="monitoring", kinds={"duckdb"}, owners=STAGE_OWNERS,
+    description="meta.stage_runs: one row per stage run, written by every Python asset (record_stage_run) and by "
+                "dbt's on-run-end hook for every model it builds: stage, asset, run id, wall-clock start and "
+                "finish, rows. monitoring.memory_pipeline_metrics reads it for processing times.",
+)
 
 
 def utc_now() -> datetime:

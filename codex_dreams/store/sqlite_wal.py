@@ -16,11 +16,20 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from codex_dreams.settings import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
+
 
 def open_wal(path: Path, schema: str, *, synchronous: str, timeout: float,
              check_same_thread: bool = True) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL journal, `schema` applied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A connection in autocommit mode (transactions are explicit), WAL journal, `schema` applied.
+
+    The file is created user-only (0600) in a user-only directory: it holds memories or what was recalled.
+    SQLite gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    try:  # an empty file is an empty SQLite database
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
     con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=check_same_thread)
     con.execute("pragma journal_mode=wal")
     con.execute(f"pragma synchronous={synchronous}")

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -139,16 +138,33 @@ def _hold_store(path: Path) -> subprocess.Popen:
     return proc
 
 
-def test_no_snapshot_and_a_busy_store_is_a_clear_failure(settings):
-    from codex_dreams.store import open_store
+class _VirtualClock:
+    """Stands in for the `time` module of the store's connect(): sleeping advances the clock at once, and a wait
+    beyond a virtual minute is taken for a hang (recall waits at most seconds for the store)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.now > 60:
+            raise AssertionError("recall waited more than a minute for the store")
+
+
+def test_no_snapshot_and_a_busy_store_is_a_clear_failure(settings, monkeypatch):
+    from codex_dreams.store import duckdb_store, open_store
 
     with open_store(settings):
         pass
     holder = _hold_store(settings.database_path)
+    clock = _VirtualClock()
     try:
-        started = time.monotonic()
-        result = cli("--text", "anything")
-        elapsed = time.monotonic() - started
+        with monkeypatch.context() as patch:
+            patch.setattr(duckdb_store, "time", clock)
+            result = cli("--text", "anything")
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
@@ -156,20 +172,18 @@ def test_no_snapshot_and_a_busy_store_is_a_clear_failure(settings):
     assert result.stderr.splitlines() == [
         "Error: no recall snapshot yet; run `codex consolidate` or wait for the pipeline (the memory store is "
         "busy, so one cannot be built now)"]
-    assert elapsed < 10  # a bounded wait, not a hang
+    assert 0 < clock.now <= 60  # waited for the store, a bounded time (a hang would have raised above)
 
 
 def test_the_console_script_answers_in_a_fresh_process(recall_store, codex_home):
-    """The installed `codex`, as a user runs it: JSON out, no Dagster imported, well under the time budget."""
+    """The installed `codex`, as a user runs it: JSON out, and no Dagster or dbt imported (their imports alone
+    would take seconds; the 1.5 s target itself is measured by benchmarks/recall.py on a quiet machine)."""
     env = {**os.environ, "CODEX_HOME": str(codex_home)}
     codex = str(Path(sys.executable).with_name("codex"))
-    started = time.monotonic()
     done = subprocess.run([codex, "query", "--text", "Kovacsevic", "--k", "2", "--json"], env=env,
                           capture_output=True, text=True, timeout=60)
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["results"][0]["memory_id"] == "zoltan"
-    assert elapsed < 10  # the 1.5 s target is measured by benchmarks/recall.py on a quiet machine
     probe = ("import sys\nfrom codex_dreams.cli.main import app\n"
              "try:\n    app(['query', '--text', 'Kovacsevic', '--json'])\nexcept SystemExit:\n    pass\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dbt', 'dagster_dbt')))")

@@ -72,21 +72,38 @@ def test_two_hops_of_spreading_activation_are_explained_as_a_path(engine):
     assert tomato.signals["associative"] < bills.signals["associative"]  # decays per hop
 
 
-def test_scores_are_the_weighted_sum_of_signals_best_first(engine):
-    response = engine.recall("music practice at home", 10, explain=True)
+def test_scores_are_the_weighted_sum_of_signals_best_first(engine, recall_store):
+    query = "music practice at home"
+    response = engine.recall(query, 10, explain=True)
     assert len(response) == 10
     weights = engine.weights
     for result in response:
         assert all(0.0 <= result.signals[name] <= 1.0 for name in SIGNALS)
+        assert 0.0 < result.score <= 1.0  # a weighted mean of signals in [0, 1]
         contributions = result.explanation["contributions"]
-        for name in SIGNALS:
-            assert contributions[name] == pytest.approx(getattr(weights, name) * result.signals[name] / weights.total,
-                                                        abs=1e-6)
+        # the explanation accounts for the whole score; a weighted signal contributes exactly when present
         assert result.score == pytest.approx(sum(contributions.values()), abs=1e-5)
+        for name in SIGNALS:
+            if getattr(weights, name) > 0:
+                assert (contributions[name] > 0) == (result.signals[name] > 0), (result.memory_id, name)
+            else:
+                assert contributions[name] == 0
     scores = [r.score for r in response]
     assert scores == sorted(scores, reverse=True)
     assert [r.rank for r in response] == list(range(1, 11))
     assert len(set(response.memory_ids)) == 10
+    # the fusion follows the weights: with one signal weighted, the ranking is that signal's and each score is
+    # the signal itself (weight / total weight = 1)
+    for alone in ("dense", "lexical"):
+        only = {name: 1.0 if name == alone else 0.0 for name in SIGNALS}
+        recaller = Recaller(recall_store, weights=load_weights(**only))
+        try:
+            ranked = recaller.recall(query, 10, explain=True)
+        finally:
+            recaller.close()
+        values = [r.signals[alone] for r in ranked]
+        assert values[0] > 0 and values == sorted(values, reverse=True)
+        assert [r.score for r in ranked] == pytest.approx(values, abs=1e-6)
 
 
 def test_results_carry_the_stored_memory(engine):
@@ -202,3 +219,18 @@ def test_episode_context_lifts_a_neighbour_of_a_strong_match_in_its_own_episode_
     assert all(r.signals["context"] == 0 for r in off)
     assert "towel" not in [r.memory_id for r in off if r.score > 0]
 
+
+
+def test_a_creative_link_carries_no_recall_activation_unless_asked(recall_store):
+    """REM links are remote associations made in sleep, not evidence: by default spreading ignores them (every
+    leave-one-out fold on LoCoMo chose so); CODEX_RECALL_W_CREATIVE=1 lets them carry like any other link."""
+    query = "mushroom risotto dinner with friends"
+    default = Recaller(recall_store).recall(query, 10, explain=True)
+    assert default[0].memory_id == "dinner"
+    python = [r for r in default if r.memory_id == "python"]
+    assert not python or python[0].signals["associative"] == 0
+
+    linked = Recaller(recall_store, weights=load_weights(creative=1.0)).recall(query, 10, explain=True)
+    python = next(r for r in linked if r.memory_id == "python")
+    assert python.signals["associative"] > 0
+    assert python.explanation["links"][0]["path"][0]["link_type"] == "creative"

@@ -301,3 +301,24 @@ def test_bm25_scores_equal_match_bm25(recall_store, query):
     for row in range(snap.n):
         expected = theirs[row] or 0.0
         assert ours[row] == pytest.approx(expected, rel=1e-9, abs=1e-12), (query, row)
+
+
+def test_every_live_memory_gets_a_strength_from_one_model_with_its_constants_in_dbt_vars(monkeypatch):
+    """A memory not in long-term memory takes its consolidation strength, else its decayed short-term strength;
+    the weights and the half-life are dbt vars (CODEX_PARAMS reaches them like every other parameter)."""
+    from codex_dreams.retrieval.snapshot import strength_prior
+
+    day = 86400.0
+    inputs = {"stm_strength": np.array([0.5, 0.9, np.nan]), "consolidation_strength": np.array([np.nan, 0.8, np.nan]),
+              "retrieval_strength": np.array([np.nan, np.nan, 0.7]), "access_count": np.array([0, 0, 3])}
+    created = np.array([0.0, 30 * day, 30 * day])
+    prior, reference = strength_prior(created, inputs)
+    assert reference == 30 * day
+    # 0.4 x strength + 0.3 x recency (0.5 after one 30-day half-life) + 0.3 x (1 - e^(-accesses / 3)):
+    # [0.4*0.5 + 0.3*0.5, 0.4*0.8 + 0.3*1, 0.4*0.7 + 0.3*1 + 0.3*(1 - e^-1)] = [0.35, 0.62, 0.7696]
+    np.testing.assert_allclose(prior, [0.35, 0.62, 0.58 + 0.3 * (1 - np.exp(-1))], atol=1e-6)
+
+    monkeypatch.setenv("CODEX_PARAMS", json.dumps({"recall_strength_weights": {
+        "consolidation": 1.0, "recency": 0.0, "practice": 0.0}}))
+    prior, _ = strength_prior(created, inputs)
+    np.testing.assert_allclose(prior, [0.5, 0.8, 0.7], atol=1e-6)

@@ -449,10 +449,19 @@ def test_hebbian_update_is_monotone(strengths, eta):
     after = links(con)
     assert set(after) == set(before)
     for pair in before:
-        assert after[pair] >= before[pair] - 1e-12
-        assert after[pair] == pytest.approx(min(1.0, before[pair] * (1 + eta)))
+        assert before[pair] - 1e-12 <= after[pair] <= 1.0
     ordered = sorted(before, key=before.get)
     assert all(after[p] <= after[q] + 1e-12 for p, q in zip(ordered, ordered[1:]))
+    # multiplicative, not additive: every link below the ceiling gains the same factor (their ratios are kept),
+    # at most the learning rate (e.g. eta 0.1: 0.2 -> 0.22 and 0.4 -> 0.44), none without learning
+    gains = [after[pair] / before[pair] for pair in before if after[pair] < 1.0]
+    if gains:
+        assert max(gains) - min(gains) < 1e-9
+        assert 1.0 - 1e-12 <= gains[0] <= 1.0 + eta + 1e-9
+        if eta == 0:
+            assert gains[0] == pytest.approx(1.0)
+        elif eta >= 0.01:
+            assert gains[0] > 1.0
 
 
 @PROPERTY_SETTINGS
@@ -486,3 +495,18 @@ def test_forgetting_follows_event_time_not_the_number_of_cycles():
     cycles.apply_cycle(con, p, cycle("deep_sleep", 3))  # the same event time again: nothing more is forgotten
     assert list(links(con).values()) == pytest.approx([0.5832])
 
+
+
+@pytest.mark.parametrize("rebuild_min", [0, 10**9])
+def test_pruning_most_links_rebuilds_the_table_with_the_same_result(rebuild_min, monkeypatch):
+    """Pruning more than a fifth of the links copies the survivors into a new table (deleting row by row from the
+    primary-key index takes minutes at 1M links); the result, and the table's key, are those of deleting."""
+    monkeypatch.setattr(cycles, "PRUNE_REBUILD_MIN", rebuild_min)
+    con = with_links([0.012, 0.5, 0.011, 0.9, 0.0105, 0.02])  # last set at T0
+    p = params(gradual_forgetting_rate=0.9, forgetting_period_hours=1, hippocampal_replay_episodes=0)
+    result = cycles.apply_hippocampal_cycle(con, p, hippocampal(2))  # as_of T0 + 2 h: x 0.81
+    # 0.012*0.81 = 0.00972, 0.011*0.81, 0.0105*0.81 < 0.01 are pruned; 0.02*0.81 = 0.0162 stays
+    assert result.counts["pruned"] == 3
+    assert sorted(links(con).values()) == pytest.approx([0.0162, 0.405, 0.729])
+    with pytest.raises(duckdb.ConstraintException):  # still keyed by the pair
+        add_link(con, "m001", "m002", 0.3)

@@ -1,6 +1,9 @@
 """The rhythm jobs (codex_dreams.jobs): names are a contract with the schedules; selections and step layout."""
 
-import dagster as dg
+import os
+import subprocess
+import sys
+
 import pytest
 
 from codex_dreams import jobs
@@ -67,4 +70,31 @@ def test_schedules_can_tag_the_cycle_key():
 
     assert jobs.cycle_key_tag("deep_sleep", datetime(2026, 11, 25, 2, tzinfo=timezone.utc)) == {
         "codex/cycle_key": "deep_sleep:2026-11-25T02"}
-    assert dg.AssetSelection  # the module imports cleanly without opening any store
+
+
+def test_no_job_selects_an_asset_nothing_materializes(defs):
+    """Group selections leave out external assets (meta/stage_runs sits in the monitoring group): a job that
+    selected one would fail to build."""
+    graph = defs.resolve_asset_graph()
+    external = {key.to_user_string() for key in graph.get_all_asset_keys() if not graph.get(key).is_executable}
+    assert "meta/stage_runs" in external
+    for name in JOB_NAMES:
+        assert selected(defs, name) and not selected(defs, name) & external, name
+
+
+def test_loading_the_jobs_and_definitions_opens_no_store(tmp_path):
+    """Dagster imports the code location in every process it starts: building the jobs, schedules and
+    definitions must not create or open the DuckDB file (that is done by runs, under the writer pool)."""
+    home = tmp_path / "codex_home"
+    env = {**os.environ, "CODEX_HOME": str(home), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+           "POSTGRES_DB_URL": "", "DAGSTER_DISABLE_TELEMETRY": "1"}
+    env.pop("DUCKDB_PATH", None)
+    probe = ("import duckdb\nopened = []\nreal = duckdb.connect\n"
+             "duckdb.connect = lambda *a, **k: opened.append(str(a[0] if a else k.get('database'))) or real(*a, **k)\n"
+             "import codex_dreams.jobs, codex_dreams.definitions\n"
+             "print([path for path in opened if path != ':memory:'])")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert not list(home.rglob("*.duckdb"))
